@@ -1,0 +1,37 @@
+// The imgstore commands: each registers its options on the CLI11 app and runs when selected.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "util/status.h"
+
+namespace imgstore::cli {
+
+struct GlobalOptions {
+  std::string root;
+  std::string log_level = "warn";
+  std::chrono::nanoseconds lock_timeout = std::chrono::seconds(60);
+};
+
+// Adds every command to `app`. The commands read `global` when they run (after parsing).
+void RegisterCommands(CLI::App& app, const GlobalOptions& global);
+// Runs the selected command; returns the process exit status (errors already printed).
+int RunSelected(CLI::App& app, const GlobalOptions& global);
+
+// Prints "imgstore: error: MESSAGE" on stderr and returns 1.
+int ReportError(const Status& status);
+
+// One command: its CLI11 subcommand and the function that runs it.
+struct Command {
+  CLI::App* sub;
+  std::function<Status()> run;
+};
+void AddCommand(Command command);
+
+// Registration functions, one per command file.
+void RegisterLocksCommand(CLI::App& app, const GlobalOptions& global);
+
+}  // namespace imgstore::cli
