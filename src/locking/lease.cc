@@ -6,6 +6,7 @@
 // RemoveDeadLeases (the store runs it when it opens).
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <utility>
 
 #include "locking/lock_record.h"
@@ -99,6 +102,37 @@ Status ForEachLeaseFile(const std::string& dir, Fn fn) {
   return Status::OK();
 }
 
+// Descriptors of the leases this process holds. A child forked without exec would share their
+// open file descriptions and keep the leases alive after we die: it points them at /dev/null.
+std::mutex g_leases_mu;
+std::set<int>& HeldLeaseFds() {
+  static auto* fds = new std::set<int>();
+  return *fds;
+}
+void LeasesPrepareFork() { g_leases_mu.lock(); }
+void LeasesParentAfterFork() { g_leases_mu.unlock(); }
+void LeasesChildAfterFork() {
+  int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    for (int fd : HeldLeaseFds()) ::dup2(devnull, fd);
+    ::close(devnull);
+  }
+  HeldLeaseFds().clear();
+  new (&g_leases_mu) std::mutex();
+}
+void TrackLeaseFd(int fd) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::pthread_atfork(LeasesPrepareFork, LeasesParentAfterFork, LeasesChildAfterFork);
+  });
+  std::lock_guard<std::mutex> l(g_leases_mu);
+  HeldLeaseFds().insert(fd);
+}
+void UntrackLeaseFd(int fd) {
+  std::lock_guard<std::mutex> l(g_leases_mu);
+  HeldLeaseFds().erase(fd);
+}
+
 }  // namespace
 
 Result<Lease> LockSpace::CreateLease(std::string_view label) const {
@@ -107,28 +141,33 @@ Result<Lease> LockSpace::CreateLease(std::string_view label) const {
     Result<std::string> id = RandomId();
     if (!id.ok()) return id.status();
     std::string path = LeaseDir(dir_) + "/" + *id + std::string(kLeaseSuffix);
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    // The file is locked and written under a name RemoveDeadLeases ignores, then renamed into
+    // place: a lease file never exists unlocked while its owner lives.
+    std::string temp = LeaseDir(dir_) + "/.new-" + *id;
+    int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
       if (errno == EEXIST) continue;  // 128 random bits collided: draw again
-      return Status::FromErrno(errno, "create lease " + path);
+      return Status::FromErrno(errno, "create lease " + temp);
     }
+    auto fail = [&](Status st) {
+      ::unlink(temp.c_str());
+      ::close(fd);
+      return st;
+    };
     Result<bool> locked = TrySetByte(fd, kLeaseByte, ByteLock::kWrite);
-    if (!locked.ok() || !*locked) {
-      ::unlink(path.c_str());
-      ::close(fd);
-      return locked.ok() ? Status(Code::kInternal, "fresh lease file " + path + " was locked")
-                         : locked.status();
-    }
-    std::string text = "pid=" + std::to_string(::getpid()) + "\nlabel=" + std::string(label) +
+    if (!locked.ok()) return fail(locked.status());
+    if (!*locked) return fail(Status(Code::kInternal, "fresh lease file " + temp + " was locked"));
+    std::string clean_label(label);
+    std::replace(clean_label.begin(), clean_label.end(), '\n', ' ');
+    std::string text = "pid=" + std::to_string(::getpid()) + "\nlabel=" + clean_label +
                        "\nsince=" + std::to_string(NowUnixNs()) + "\n";
-    std::replace(text.begin() + static_cast<std::ptrdiff_t>(text.find("label=") + 6),
-                 text.begin() + static_cast<std::ptrdiff_t>(text.find("\nsince=")), '\n', ' ');
     if (::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
-      Status s = Status::FromErrno(errno, "write lease " + path);
-      ::unlink(path.c_str());
-      ::close(fd);
-      return s;
+      return fail(Status::FromErrno(errno, "write lease " + temp));
     }
+    if (::rename(temp.c_str(), path.c_str()) != 0) {
+      return fail(Status::FromErrno(errno, "create lease " + path));
+    }
+    TrackLeaseFd(fd);
     return Lease(std::move(*id), std::move(path), fd);
   }
 }
@@ -206,6 +245,7 @@ Lease::~Lease() { Release(); }
 void Lease::Release() {
   if (fd_ < 0) return;
   ::unlink(path_.c_str());  // while still locked, so nobody sees a live lease without a file
+  UntrackLeaseFd(fd_);
   ::close(fd_);
   fd_ = -1;
 }

@@ -105,6 +105,9 @@ Result<std::shared_ptr<LockFile>> LockFile::Open(const std::string& path, std::s
   }
   void* map = ::mmap(nullptr, kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return fail(Status::FromErrno(errno, "mmap"));
+  // A mapping holds a reference to the open file description, and with it the description's
+  // OFD locks: a forked child must not inherit it, or it would keep our locks alive.
+  (void)::madvise(map, kHeaderSize, MADV_DONTFORK);
   Result<uint64_t> slot = ClaimSlot(fd);
   if (!slot.ok()) {
     ::munmap(map, kHeaderSize);
@@ -132,7 +135,10 @@ LockFile::LockFile(std::string path, std::string name, int fd, WakePage* page, u
       owner_pid_(::getpid()) {}
 
 void LockFile::DetachAfterFork(int devnull) {
-  // Runs in the single thread of a fresh child: no other thread can hold mu_ here that matters.
+  // Runs in the single thread of a fresh child. The page was not inherited (MADV_DONTFORK):
+  // put private memory where it was so that no stray access faults.
+  (void)::mmap(page_, kHeaderSize, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+               -1, 0);
   if (devnull >= 0) ::dup2(devnull, fd_);
 }
 
@@ -167,8 +173,31 @@ bool LockFile::CanAdmitShared(uint64_t gen) const {
 }
 
 bool LockFile::CanAdmitWriter(uint64_t id, LockMode mode) const {
-  if (writer_ || writer_queue_.empty() || writer_queue_.front().id != id) return false;
+  if (writer_ || privileged_readers_ > 0) return false;
+  if (writer_queue_.empty() || writer_queue_.front().id != id) return false;
   return mode == LockMode::kUpgradable || shared_ == 0;
+}
+
+bool LockFile::ForeignWriterAtGate() {
+  // A reader whose mode this process already holds in the kernel would get in without passing
+  // the gate; it must still queue behind another process's writer that has closed the gate.
+  if (kd_ == ByteLock::kUnlocked || page_->gate_writers.load(std::memory_order_acquire) == 0) {
+    return false;
+  }
+  Result<ByteLock> g = ProbeByte(fd_, kByteGate, ByteLock::kRead);
+  return g.ok() && *g == ByteLock::kWrite;
+}
+
+void LockFile::EndWritePhase() {
+  ++write_gen_;
+  // Every reader waiting now has waited through this write phase: it goes before the next
+  // writer (phase-fairness).
+  privileged_readers_ = readers_waiting_;
+}
+
+void LockFile::StopWaitingAsReader(uint64_t gen) {
+  --readers_waiting_;
+  if (gen != write_gen_ && privileged_readers_ > 0) --privileged_readers_;
 }
 
 // ---- kernel byte locks ----
@@ -187,8 +216,7 @@ Result<bool> LockFile::TryKernelRead() {
   }
   Result<bool> d = SetByte(kByteData, &kd_, ByteLock::kRead);
   if (!d.ok() || !*d) return d;  // keep G:read: the next writer queues behind us
-  UnlockByte(fd_, kByteGate);
-  kg_ = ByteLock::kUnlocked;
+  OpenGate();
   return true;
 }
 
@@ -203,12 +231,19 @@ Result<bool> LockFile::TryKernel(LockMode mode) {
   if (kg_ != ByteLock::kWrite) {
     Result<bool> g = SetByte(kByteGate, &kg_, ByteLock::kWrite);
     if (!g.ok() || !*g) return g;
+    page_->gate_writers.fetch_add(1, std::memory_order_acq_rel);
   }
   Result<bool> d = SetByte(kByteData, &kd_, ByteLock::kWrite);
   if (!d.ok() || !*d) return d;  // keep G:write: new readers queue behind us
-  UnlockByte(fd_, kByteGate);
-  kg_ = ByteLock::kUnlocked;
+  OpenGate();
   return true;
+}
+
+void LockFile::OpenGate() {
+  if (kg_ == ByteLock::kUnlocked) return;
+  UnlockByte(fd_, kByteGate);
+  if (kg_ == ByteLock::kWrite) page_->gate_writers.fetch_sub(1, std::memory_order_acq_rel);
+  kg_ = ByteLock::kUnlocked;
 }
 
 void LockFile::Reconcile() {
@@ -231,10 +266,7 @@ void LockFile::Reconcile() {
       (kg_ == ByteLock::kRead && kd_ == ByteLock::kUnlocked &&
        (shared_ > 0 || (writer_ && ku_ == ByteLock::kWrite))) ||
       (kg_ == ByteLock::kWrite && exclusive_ && ku_ == ByteLock::kWrite && kd_ != ByteLock::kWrite);
-  if (kg_ != ByteLock::kUnlocked && !need_g) {
-    UnlockByte(fd_, kByteGate);
-    kg_ = ByteLock::kUnlocked;
-  }
+  if (kg_ != ByteLock::kUnlocked && !need_g) OpenGate();
   if (ku_ == ByteLock::kWrite && !writer_) {
     UnlockByte(fd_, kByteUpgrade);
     ku_ = ByteLock::kUnlocked;
@@ -324,18 +356,24 @@ Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, b
   std::unique_lock<std::mutex> l(mu_);
   const uint64_t id = next_id_++;
   const uint64_t gen = write_gen_;
-  if (writer_request) writer_queue_.push_back({id, mode});
+  if (writer_request) {
+    writer_queue_.push_back({id, mode});
+  } else {
+    ++readers_waiting_;
+  }
   bool admitted = false;
   bool noticed = !options.on_wait;
   for (;;) {
     const uint32_t seq = page_->seq.load(std::memory_order_acquire);
-    if (!admitted && (writer_request ? CanAdmitWriter(id, mode) : CanAdmitShared(gen))) {
+    if (!admitted && (writer_request ? CanAdmitWriter(id, mode)
+                                     : CanAdmitShared(gen) && !ForeignWriterAtGate())) {
       admitted = true;
       if (writer_request) {
         writer_queue_.pop_front();
         writer_ = true;
         exclusive_ = mode == LockMode::kExclusive;
       } else {
+        StopWaitingAsReader(gen);
         ++shared_;
       }
     }
@@ -357,13 +395,15 @@ Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, b
           --shared_;
         } else {
           writer_ = false;
-          if (exclusive_) ++write_gen_;
+          if (exclusive_) EndWritePhase();
           exclusive_ = false;
         }
       } else if (writer_request) {
         auto it = std::find_if(writer_queue_.begin(), writer_queue_.end(),
                                [id](const QueuedWriter& w) { return w.id == id; });
         if (it != writer_queue_.end()) writer_queue_.erase(it);
+      } else {
+        StopWaitingAsReader(gen);
       }
       waiters_.erase(id);
       Reconcile();
@@ -413,7 +453,7 @@ Status LockFile::Upgrade(uint64_t id, const LockOptions& options, bool try_only)
   bool noticed = !options.on_wait;
   for (;;) {
     const uint32_t seq = page_->seq.load(std::memory_order_acquire);
-    if (!exclusive_ && shared_ == 0) {
+    if (!exclusive_ && shared_ == 0 && privileged_readers_ == 0) {
       exclusive_ = true;
       upgrade_pending_ = false;
     }
@@ -430,7 +470,7 @@ Status LockFile::Upgrade(uint64_t id, const LockOptions& options, bool try_only)
     }
     const Clock::time_point now = Clock::now();
     if (!error.ok() || try_only || now >= deadline) {
-      if (exclusive_) ++write_gen_;
+      if (exclusive_) EndWritePhase();
       exclusive_ = false;
       upgrade_pending_ = false;
       waiters_.erase(id);
@@ -472,7 +512,7 @@ void LockFile::Downgrade(uint64_t id, LockMode from, LockMode to) {
     std::lock_guard<std::mutex> l(mu_);
     if (from == LockMode::kExclusive) {
       exclusive_ = false;
-      ++write_gen_;
+      EndWritePhase();
     }
     if (to == LockMode::kShared) {
       writer_ = false;
@@ -496,7 +536,7 @@ void LockFile::Release(uint64_t id, LockMode mode) {
       writer_ = false;
       if (mode == LockMode::kExclusive) {
         exclusive_ = false;
-        ++write_gen_;
+        EndWritePhase();
       }
     }
     Reconcile();

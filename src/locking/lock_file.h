@@ -69,6 +69,10 @@ class LockFile : public std::enable_shared_from_this<LockFile> {
   bool WriterWaitingForReaders() const;
   bool CanAdmitShared(uint64_t gen) const;
   bool CanAdmitWriter(uint64_t id, LockMode mode) const;
+  bool ForeignWriterAtGate();
+  void EndWritePhase();
+  void StopWaitingAsReader(uint64_t gen);
+  void OpenGate();  // releases G (and the gate-writer hint)
   // Kernel steps toward what `mode` needs, without waiting. true: reached. (REQUIRES mu_)
   Result<bool> TryKernel(LockMode mode);
   Result<bool> TryKernelRead();
@@ -100,6 +104,8 @@ class LockFile : public std::enable_shared_from_this<LockFile> {
   bool exclusive_ = false;        // ... and it is (becoming) exclusive
   bool upgrade_pending_ = false;  // the upgradable holder waits for shared holders to leave
   uint64_t write_gen_ = 0;        // bumped whenever an exclusive phase ends (phase-fairness)
+  int readers_waiting_ = 0;       // shared requests not yet admitted
+  int privileged_readers_ = 0;    // ... of which waited through the last write phase
   std::deque<QueuedWriter> writer_queue_;  // upgradable/exclusive requests, in arrival order
   ByteLock ku_ = ByteLock::kUnlocked;      // what fd_ holds on U, G, D
   ByteLock kg_ = ByteLock::kUnlocked;

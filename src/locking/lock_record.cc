@@ -15,7 +15,7 @@ namespace {
 
 constexpr char kHeaderMagic[8] = {'I', 'M', 'G', 'S', 'L', 'C', 'K', '1'};
 constexpr char kRecordMagic[8] = {'I', 'M', 'G', 'S', 'S', 'L', 'T', '1'};
-constexpr size_t kOpBytes = 96;
+constexpr size_t kOpBytes = 480;  // labels carry references by digest (100+ characters)
 
 // Fixed binary layout of a slot record (same machine only: it is never copied elsewhere).
 struct RawRecord {

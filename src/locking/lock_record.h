@@ -3,7 +3,7 @@
 //   [0, 4096)           header page, mapped shared by every process that has the file open:
 //                       a futex word bumped at every release, a count of sleeping waiters, a
 //                       magic and the lock's name
-//   [4096 + 256*i, +256) slot i: who (pid), holds what since when, waits for what since when
+//   [4096 + 1024*i, +1024) slot i: who (pid), holds what since when, waits for what since when
 //
 // A slot belongs to the process that holds the OFD write lock on byte kByteSlot0 + i; a record
 // whose slot lock is free is stale and ignored. Nothing here is state: a torn or stale record
@@ -24,11 +24,14 @@
 namespace imgstore::locking {
 
 inline constexpr int64_t kHeaderSize = 4096;
-inline constexpr int64_t kRecordSize = 256;
+inline constexpr int64_t kRecordSize = 1024;
 
 struct WakePage {
   std::atomic<uint32_t> seq;      // bumped after every change that may let a waiter in
   std::atomic<uint32_t> waiters;  // threads asleep on seq (a hint: a killed sleeper leaves +1)
+  // Processes whose writer holds the gate G:write right now (a hint: readers of a process that
+  // already holds D:read check G with F_OFD_GETLK only when it is non-zero).
+  std::atomic<uint32_t> gate_writers;
   char magic[8];
   char name[240];
 };

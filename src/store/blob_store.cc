@@ -1,0 +1,302 @@
+// Blobs of a Store: the ingest protocol (lock, write into ingest/, hash, sync, verify, rename,
+// sync the directory, record), lookups, reading, and removal. docs/store.md walks through the
+// protocol and what a crash at each step leaves.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "store/hash_file.h"
+#include "store/store.h"
+
+namespace imgstore::store {
+namespace {
+
+constexpr size_t kChunk = 1 << 20;  // bytes per read of the source and per write(2)
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status CheckDigest(const Digest& d) {
+  if (d.empty()) return Status(Code::kInvalidArgument, "empty blob digest");
+  if (!d.IsSha256()) {
+    return Status(Code::kUnsupported, "blob " + d.ToString() + ": only sha256 blobs can be stored");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string Store::BlobPath(const Digest& digest) const {
+  return BlobsDir(root_) + "/" + std::string(digest.hex());
+}
+
+Result<std::optional<BlobInfo>> Store::FindBlob(const Digest& digest) {
+  Result<ReadTransaction> txn = db_->BeginRead();
+  if (!txn.ok()) return txn.status();
+  Result<Statement> st =
+      txn->Prepare("SELECT size, media_type, created FROM blobs WHERE digest = ?");
+  if (!st.ok()) return st.status();
+  st->Bind(1, digest.ToString());
+  Result<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::optional<BlobInfo>();
+  BlobInfo info;
+  info.digest = digest;
+  info.size = static_cast<uint64_t>(st->ColumnInt64(0));
+  info.media_type = st->ColumnText(1);
+  info.created_unix_ns = st->ColumnInt64(2);
+  return std::optional<BlobInfo>(std::move(info));
+}
+
+Result<bool> Store::HasBlob(const Digest& digest) {
+  Result<std::optional<BlobInfo>> info = FindBlob(digest);
+  if (!info.ok()) return info.status();
+  return info->has_value();
+}
+
+Result<BlobInfo> Store::GetBlobInfo(const Digest& digest) {
+  Result<std::optional<BlobInfo>> info = FindBlob(digest);
+  if (!info.ok()) return info.status();
+  if (!info->has_value()) {
+    return Status(Code::kNotFound, "blob " + digest.ToString() + " is not in the store");
+  }
+  return std::move(**info);
+}
+
+Result<std::vector<BlobInfo>> Store::ListBlobs() {
+  Result<ReadTransaction> txn = db_->BeginRead();
+  if (!txn.ok()) return txn.status();
+  Result<Statement> st =
+      txn->Prepare("SELECT digest, size, media_type, created FROM blobs ORDER BY digest");
+  if (!st.ok()) return st.status();
+  std::vector<BlobInfo> out;
+  while (true) {
+    Result<bool> row = st->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Result<Digest> d = Digest::Parse(st->ColumnText(0));
+    if (!d.ok()) {
+      return Status(Code::kCorruption,
+                    "database " + db_->path() + ": bad blob digest \"" + st->ColumnText(0) + "\"");
+    }
+    BlobInfo info;
+    info.digest = std::move(*d);
+    info.size = static_cast<uint64_t>(st->ColumnInt64(1));
+    info.media_type = st->ColumnText(2);
+    info.created_unix_ns = st->ColumnInt64(3);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<SequentialFile>> Store::OpenBlob(const Digest& digest) {
+  IMGSTORE_RETURN_IF_ERROR(CheckDigest(digest));
+  Result<BlobInfo> info = GetBlobInfo(digest);
+  if (!info.ok()) return info.status();
+  return env_->NewSequentialFile(BlobPath(digest));
+}
+
+Result<std::string> Store::ReadBlob(const Digest& digest, uint64_t max_bytes) {
+  IMGSTORE_RETURN_IF_ERROR(CheckDigest(digest));
+  Result<BlobInfo> info = GetBlobInfo(digest);
+  if (!info.ok()) return info.status();
+  return env_->ReadFileToString(BlobPath(digest), max_bytes);
+}
+
+Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptions& options,
+                                       std::string_view bytes) {
+  size_t offset = 0;
+  return IngestBlob(expected, options, [&](std::span<std::byte> buf) -> Result<size_t> {
+    size_t n = std::min(buf.size(), bytes.size() - offset);
+    std::memcpy(buf.data(), bytes.data() + offset, n);
+    offset += n;
+    return n;
+  });
+}
+
+Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptions& options,
+                                       SequentialFile& source) {
+  return IngestBlob(expected, options, [&](std::span<std::byte> buf) { return source.Read(buf); });
+}
+
+Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptions& options,
+                                       const BlobReader& read) {
+  IMGSTORE_RETURN_IF_ERROR(CheckDigest(expected));
+  const std::string what = "ingest blob " + expected.ToString();
+  const std::string target = BlobPath(expected);
+
+  // Present means: recorded, and its file is there with the recorded size. (A row whose file
+  // was lost is rewritten below: an ingest heals it.)
+  auto present = [&]() -> Result<std::optional<BlobInfo>> {
+    Result<std::optional<BlobInfo>> info = FindBlob(expected);
+    if (!info.ok() || !info->has_value()) return info;
+    Result<FileStat> st = env_->Stat(target);
+    if (!st.ok() || st->type != FileType::kRegular || st->size != (*info)->size) {
+      return std::optional<BlobInfo>();
+    }
+    if (options.expected_size && *options.expected_size != (*info)->size) {
+      return Status(Code::kCorruption,
+                    what + ": size mismatch: expected " + std::to_string(*options.expected_size) +
+                        " bytes, the stored blob has " + std::to_string((*info)->size));
+    }
+    return info;
+  };
+
+  // Fast path, without the lock: most ingests of a present blob (a re-pull) end here.
+  Result<std::optional<BlobInfo>> found = present();
+  if (!found.ok()) return found.status();
+  if (found->has_value()) return IngestResult{std::move(**found), false};
+
+  // The per-digest lock, taken before any write transaction (lock order). A second ingest of
+  // this digest waits here and then finds the first's result.
+  Result<locking::LockGuard> guard =
+      LockBlob(expected, options.operation.empty() ? what : options.operation);
+  if (!guard.ok()) return guard.status().WithContext(what);
+  found = present();
+  if (!found.ok()) return found.status();
+  if (found->has_value()) return IngestResult{std::move(**found), false};
+  bool had_row = false;
+  {
+    Result<std::optional<BlobInfo>> row = FindBlob(expected);
+    if (!row.ok()) return row.status();
+    had_row = row->has_value();
+  }
+
+  auto record = [&](uint64_t size) -> Result<BlobInfo> {
+    BlobInfo info{expected, size, options.media_type, NowNs()};
+    Result<WriteTransaction> txn = db_->BeginWrite();
+    if (!txn.ok()) return txn.status();
+    {
+      Result<Statement> st = txn->Prepare(
+          "INSERT INTO blobs (digest, size, media_type, created) VALUES (?, ?, ?, ?) "
+          "ON CONFLICT (digest) DO UPDATE SET size = excluded.size");
+      if (!st.ok()) return st.status();
+      st->Bind(1, expected.ToString())
+          .Bind(2, static_cast<int64_t>(size))
+          .Bind(3, info.media_type)
+          .Bind(4, info.created_unix_ns);
+      IMGSTORE_RETURN_IF_ERROR(st->Run());
+    }
+    IMGSTORE_RETURN_IF_ERROR(txn->Commit());
+    return info;
+  };
+
+  // A file with no row: what a crash between the rename and the commit leaves (or a row whose
+  // file is damaged). Only verified bytes are ever renamed here, but verify again rather than
+  // trust the disk; adopting it saves reading the source.
+  Result<FileStat> existing = env_->Stat(target);
+  if (existing.ok()) {
+    Result<FileHash> hashed = HashFile(env_, target);
+    if (hashed.ok() && hashed->digest == expected &&
+        (!options.expected_size || *options.expected_size == hashed->size)) {
+      Result<BlobInfo> info = record(hashed->size);
+      if (!info.ok()) return info.status().WithContext(what);
+      return IngestResult{std::move(*info), false};
+    }
+    // Wrong bytes under a content address: nobody may rely on them; replace them.
+    IMGSTORE_RETURN_IF_ERROR(env_->RemoveFile(target));
+  } else if (existing.status().code() != Code::kNotFound) {
+    return existing.status();
+  }
+
+  // Write into ingest/, named after the digest so that recovery can find the lock that tells a
+  // live writer from a dead one. Born read-only: the descriptor may write, nobody else.
+  Result<TempFile> tmp =
+      TempFile::Create(env_, IngestDir(root_), "sha256-" + std::string(expected.hex()) + ".", 0444);
+  if (!tmp.ok()) return tmp.status().WithContext(what);
+  std::vector<std::byte> buf(kChunk);
+  Sha256Hasher hasher;
+  while (true) {
+    Result<size_t> n = read(buf);
+    if (!n.ok()) return n.status().WithContext(what + ": read source");
+    if (*n == 0) break;
+    if (*n > buf.size()) {
+      return Status(Code::kInternal, what + ": the source returned more bytes than asked");
+    }
+    if (options.expected_size && hasher.size() + *n > *options.expected_size) {
+      return Status(Code::kCorruption, what + ": size mismatch: expected " +
+                                           std::to_string(*options.expected_size) +
+                                           " bytes, got more");
+    }
+    std::span<const std::byte> chunk(buf.data(), *n);
+    hasher.Update(chunk);
+    Status s = tmp->Append(chunk);
+    if (!s.ok()) return s.WithContext(what);
+  }
+  const uint64_t size = hasher.size();
+  const Digest actual = hasher.Finish();
+  if (options.expected_size && size != *options.expected_size) {
+    return Status(Code::kCorruption, what + ": size mismatch: expected " +
+                                         std::to_string(*options.expected_size) + " bytes, got " +
+                                         std::to_string(size));
+  }
+  if (actual != expected) {
+    return Status(Code::kCorruption, what + ": digest mismatch: expected " + expected.ToString() +
+                                         ", got " + actual.ToString() + " (" +
+                                         std::to_string(size) + " bytes)");
+  }
+
+  // Sync, close, rename into blobs/sha256/ (never over an existing name), sync the directory.
+  Status s = tmp->Commit(target, CommitMode::kNoReplace);
+  if (!s.ok()) {
+    // If the rename happened but the directory sync failed, the file is at its final name yet
+    // not known to be durable: take it away so that nothing unrecorded stays behind.
+    if (s.code() != Code::kAlreadyExists && env_->FileExists(target)) {
+      (void)env_->RemoveFile(target);
+    }
+    return s.WithContext(what);
+  }
+
+  Result<BlobInfo> info = record(size);
+  if (!info.ok()) {
+    if (!had_row) (void)env_->RemoveFile(target);  // keep "no file without a row"
+    return info.status().WithContext(what);
+  }
+  return IngestResult{std::move(*info), true};
+}
+
+Status Store::RemoveBlob(const Digest& digest) {
+  IMGSTORE_RETURN_IF_ERROR(CheckDigest(digest));
+  const std::string what = "remove blob " + digest.ToString();
+  // Try only: a remover never waits for an ingest (gc skips what is being written).
+  Result<locking::Lock> lock = locks_.Get(BlobLockName(digest));
+  if (!lock.ok()) return lock.status();
+  Result<locking::LockGuard> guard = lock->TryAcquire(locking::LockMode::kExclusive, what);
+  if (!guard.ok()) {
+    if (guard.status().code() == Code::kBusy) {
+      return Status(Code::kBusy, what + ": it is being ingested");
+    }
+    return guard.status().WithContext(what);
+  }
+  int64_t removed_rows = 0;
+  {
+    Result<WriteTransaction> txn = db_->BeginWrite();
+    if (!txn.ok()) return txn.status().WithContext(what);
+    {
+      Result<Statement> st = txn->Prepare("DELETE FROM blobs WHERE digest = ?");
+      if (!st.ok()) return st.status();
+      Status s = st->Bind(1, digest.ToString()).Run();
+      if (s.code() == Code::kFailedPrecondition) {
+        return Status(Code::kFailedPrecondition, what + ": still referenced (" + s.message() + ")");
+      }
+      IMGSTORE_RETURN_IF_ERROR(s);
+    }
+    removed_rows = txn->Changes();
+    IMGSTORE_RETURN_IF_ERROR(txn->Commit());
+  }
+  // Row first, then the file: a crash in between leaves an unrecorded file (garbage that Repair
+  // removes and a re-ingest adopts), never a row without its file.
+  Status s = env_->RemoveFile(BlobPath(digest));
+  if (s.code() == Code::kNotFound) {
+    if (removed_rows == 0) return Status(Code::kNotFound, what + ": not in the store");
+    return Status::OK();
+  }
+  return s;
+}
+
+}  // namespace imgstore::store

@@ -1,0 +1,209 @@
+// src/store: the Store facade — one root directory with SQLite metadata and content-addressed
+// blobs, per-operation locking, crash recovery, and the consistency check.
+//
+// CONTRACT
+//
+// Layout of a root (design.md):
+//   ROOT/meta.db          SQLite (WAL): blobs, manifests, images, names, layers, leases
+//   ROOT/blobs/sha256/HEX immutable, read-only (0444) blobs exactly as received
+//   ROOT/ingest/          in-progress writes: sha256-HEX.<random>; never read as content
+//   ROOT/layers/          unpacked layers (later increments)
+//   ROOT/locks/           lock files and leases (src/locking)
+//
+// Invariant: a row in `blobs` means a complete, verified, durable file blobs/sha256/HEX of that
+// size. A blob is written to ingest/, hashed while written, fsynced, verified (digest and size),
+// renamed into blobs/sha256/ (born 0444), the directory fsynced, and only then recorded in a short
+// write transaction. Bytes that fail verification are never stored.
+//
+// Concurrency: a Store is used by many threads at once, and many processes (each with its own
+// Store) share a root. No store-wide lock exists. Reads are SQLite snapshots. An ingest holds the
+// per-digest file lock "blob-sha256-HEX" (exclusive) from before it looks for the blob until after
+// its row is committed, so two ingests of one digest — threads or processes — write it once: the
+// second waits (up to StoreOptions::lock_timeout) and then finds it present. Lock order: a file
+// lock is taken before a SQLite write transaction begins, never while one is open.
+//
+// Crash safety: Store::Open quietly removes what a killed writer left: ingest entries whose
+// per-digest lock is free (their writer is dead), and dead leases (files and rows). A live
+// writer's entries are left alone (its lock is held). docs/store.md has the step-by-step crash
+// analysis of the ingest protocol.
+//
+// All file I/O of the store goes through StoreOptions::env (SQLite does its own I/O; lock files
+// are src/locking's), so tests can fail any write, sync, rename or mkdir.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "locking/locking.h"
+#include "store/db.h"
+#include "util/digest.h"
+#include "util/env.h"
+#include "util/status.h"
+
+namespace imgstore::store {
+
+struct StoreOptions {
+  Env* env = nullptr;  // nullptr: Env::Default()
+  // Deadline of every wait for a per-object file lock (a second ingest of the same blob).
+  locking::Duration lock_timeout = locking::kDefaultLockTimeout;
+  // Backstop for waits on SQLite's write lock (db.h).
+  std::chrono::milliseconds db_busy_timeout = std::chrono::seconds(30);
+  // Called once per lock wait that lasts longer than a second: "waiting for lock NAME held by
+  // pid N (OPERATION) for Ts". The CLI prints it on stderr.
+  std::function<void(const std::string& line)> on_wait;
+};
+
+struct BlobInfo {
+  Digest digest;
+  uint64_t size = 0;
+  std::string media_type;       // as given by the ingest that recorded it ("" if none)
+  int64_t created_unix_ns = 0;  // when it was recorded
+};
+
+struct IngestOptions {
+  // The size the caller expects (from a manifest or descriptor). More bytes than this stop the
+  // ingest at once; fewer or more are kCorruption. Unset: any size.
+  std::optional<uint64_t> expected_size;
+  std::string media_type;
+  // Published in the lock file for other processes' diagnostics ("pull docker.io/library/x").
+  std::string operation;
+};
+
+struct IngestResult {
+  BlobInfo blob;
+  // True when this call wrote the blob; false when it was already present (recorded by someone
+  // else, or an unrecorded verified file adopted). The source is not read when false.
+  bool written = false;
+};
+
+// The source of a blob's bytes: fills a prefix of buf and returns its length, 0 at the end.
+using BlobReader = std::function<Result<size_t>(std::span<std::byte> buf)>;
+
+enum class ProblemKind {
+  kMissingFile,     // a blobs row without its file
+  kSizeMismatch,    // the file's size differs from the row's
+  kDigestMismatch,  // the file's content does not hash to its name (verify_content only)
+  kWritableBlob,    // a blob file that is not read-only
+  kOrphanFile,      // a file in blobs/ without a row
+  kStaleIngest,     // an entry in ingest/ whose writer is dead
+  kUnknownEntry,    // something in blobs/ or ingest/ that imgstore never writes
+};
+std::string_view ProblemKindName(ProblemKind kind);
+
+struct CheckProblem {
+  ProblemKind kind;
+  std::string path;     // the file or directory concerned
+  std::string message;  // one line for a person
+  bool repaired = false;
+};
+
+struct CheckReport {
+  std::vector<CheckProblem> problems;
+  uint64_t blobs_checked = 0;
+  bool clean() const { return problems.empty(); }
+  // Problems that remain (all of them for Check; the unrepaired ones for Repair).
+  size_t unresolved() const;
+};
+
+// What Store::Open cleaned up after earlier crashes.
+struct RecoveryStats {
+  int ingests_removed = 0;
+  int leases_removed = 0;  // lease files and lease rows of dead holders
+};
+
+class Store {
+ public:
+  // Creates ROOT and its layout if missing, opens (and migrates) meta.db, opens the lock space,
+  // and removes what dead writers left (recovery()).
+  static Result<std::unique_ptr<Store>> Open(const std::string& root,
+                                             const StoreOptions& options = {});
+  // The default root: $IMGSTORE_ROOT, else /var/lib/imgstore for root, else
+  // $XDG_DATA_HOME/imgstore, else ~/.local/share/imgstore.
+  static Result<std::string> DefaultRoot();
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& root() const { return root_; }
+  const RecoveryStats& recovery() const { return recovery_; }
+
+  // --- Blobs -----------------------------------------------------------------------------------
+  // Stores the blob whose digest must be `expected` (sha256 only), reading it from `read`.
+  // Success if it is already present (without reading). kCorruption naming expected and actual
+  // digest or size when the bytes do not match; nothing is stored then. kTimeout when another
+  // ingest of the same digest holds its lock past lock_timeout.
+  Result<IngestResult> IngestBlob(const Digest& expected, const IngestOptions& options,
+                                  const BlobReader& read);
+  Result<IngestResult> IngestBlob(const Digest& expected, const IngestOptions& options,
+                                  SequentialFile& source);
+  Result<IngestResult> IngestBlob(const Digest& expected, const IngestOptions& options,
+                                  std::string_view bytes);
+
+  // Whether the blob is recorded (and so, by the invariant, complete on disk).
+  Result<bool> HasBlob(const Digest& digest);
+  // The row of a recorded blob; kNotFound otherwise.
+  Result<BlobInfo> GetBlobInfo(const Digest& digest);
+  // Every recorded blob, ordered by digest.
+  Result<std::vector<BlobInfo>> ListBlobs();
+  // The blob's bytes from the start; kNotFound if it is not recorded.
+  Result<std::unique_ptr<SequentialFile>> OpenBlob(const Digest& digest);
+  // The whole blob in memory, or kCorruption if larger than max_bytes (manifests, configs).
+  Result<std::string> ReadBlob(const Digest& digest, uint64_t max_bytes);
+  // Where a sha256 blob lives (whether or not it is present).
+  std::string BlobPath(const Digest& digest) const;
+
+  // Deletes a blob: its row in a write transaction, then the file. kFailedPrecondition if a
+  // manifest, image or layer still refers to it; kBusy if it is being ingested; kNotFound if
+  // absent. For gc: it does not look at leases.
+  Status RemoveBlob(const Digest& digest);
+
+  // --- Consistency -----------------------------------------------------------------------------
+  // Verifies the invariants (see ProblemKind): every row has its read-only file of the right
+  // size (and content, with verify_content); no file without a row; no dead ingest. Objects being
+  // ingested right now (their lock is held) are not problems.
+  Result<CheckReport> Check(bool verify_content = false);
+  // Check, then fixes what can be fixed: removes orphan files, dead ingests and unknown entries,
+  // makes writable blobs read-only, drops the rows of missing or corrupt files (and the corrupt
+  // files) unless something still refers to them. Each problem says whether it was repaired.
+  Result<CheckReport> Repair(bool verify_content = false);
+
+  // --- For the rest of src/store ---------------------------------------------------------------
+  Db& db() { return *db_; }
+  const locking::LockSpace& locks() const { return locks_; }
+  Env* env() const { return env_; }
+
+ private:
+  Store(std::string root, StoreOptions options, Env* env, std::unique_ptr<Db> db,
+        locking::LockSpace locks);
+
+  Status Recover();
+  Result<locking::LockGuard> LockBlob(const Digest& digest, const std::string& operation);
+  Result<std::optional<BlobInfo>> FindBlob(const Digest& digest);
+  Result<CheckReport> CheckImpl(bool verify_content, bool repair);
+
+  std::string root_;
+  StoreOptions options_;
+  Env* env_;
+  std::unique_ptr<Db> db_;
+  locking::LockSpace locks_;
+  RecoveryStats recovery_;
+};
+
+// Paths and names of the layout, shared by the files of src/store.
+std::string BlobsDir(const std::string& root);   // ROOT/blobs/sha256
+std::string IngestDir(const std::string& root);  // ROOT/ingest
+// The per-digest lock: "blob-sha256-HEX".
+std::string BlobLockName(const Digest& digest);
+// The digest an ingest entry belongs to ("sha256-HEX.<random>"), or an empty Digest.
+Digest IngestEntryDigest(std::string_view name);
+
+}  // namespace imgstore::store

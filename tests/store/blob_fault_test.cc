@@ -1,0 +1,180 @@
+// Fault injection into the store's file-system operations (tests/common/fault_env.h): every
+// create, write, sync, rename and directory sync of an ingest, and every mkdir and directory sync
+// of opening a new store, is failed in turn; each time the error must be reported, the store must
+// check clean afterwards, and a retry must succeed. Then power losses at every step of an ingest.
+#include <gtest/gtest.h>
+
+#include "common/fault_env.h"
+#include "common/temp_dir.h"
+#include "store/store.h"
+#include "store_test_util.h"
+
+namespace imgstore::store {
+namespace {
+
+using imgstore::testing::FaultEnv;
+using imgstore::testing::FsOp;
+using imgstore::testing::FsOpName;
+using imgstore::testing::TempDir;
+using testing::ExpectConsistent;
+using testing::OpenStore;
+using testing::RandomBytes;
+
+const std::string& Data() {
+  static const std::string data = RandomBytes(3 * 1024 * 1024 + 5);  // four writes of 1 MiB
+  return data;
+}
+
+Result<IngestResult> Ingest(Store& store) {
+  IngestOptions opts;
+  opts.expected_size = Data().size();
+  return store.IngestBlob(Digest::Of(Data()), opts, Data());
+}
+
+constexpr FsOp kIngestOps[] = {FsOp::kCreate,  FsOp::kWrite, FsOp::kSync,   FsOp::kRename,
+                               FsOp::kSyncDir, FsOp::kChmod, FsOp::kRemove, FsOp::kMkdir};
+
+TEST(BlobFaultTest, CleanIngestDoesTheExpectedOperations) {
+  TempDir dir;
+  FaultEnv fenv;
+  StoreOptions options;
+  options.env = &fenv;
+  auto store = OpenStore(dir.path(), options);
+  fenv.ResetCounts();
+  ASSERT_TRUE(Ingest(*store).ok());
+  EXPECT_EQ(fenv.count(FsOp::kCreate), 1u);
+  EXPECT_EQ(fenv.count(FsOp::kWrite), 4u);
+  EXPECT_EQ(fenv.count(FsOp::kSync), 1u);
+  EXPECT_EQ(fenv.count(FsOp::kRename), 1u);
+  EXPECT_EQ(fenv.count(FsOp::kSyncDir), 1u);
+  EXPECT_EQ(fenv.count(FsOp::kRemove), 0u);
+}
+
+TEST(BlobFaultTest, EachFailedOperationOfAnIngestIsReportedAndLeavesNothing) {
+  // Count a clean run first.
+  std::map<FsOp, uint64_t> counts;
+  {
+    TempDir dir;
+    FaultEnv fenv;
+    StoreOptions options;
+    options.env = &fenv;
+    auto store = OpenStore(dir.path(), options);
+    fenv.ResetCounts();
+    ASSERT_TRUE(Ingest(*store).ok());
+    for (FsOp op : kIngestOps) counts[op] = fenv.count(op);
+  }
+  int cases = 0;
+  for (FsOp op : kIngestOps) {
+    for (uint64_t n = 1; n <= counts[op]; ++n) {
+      SCOPED_TRACE(std::string(FsOpName(op)) + " #" + std::to_string(n));
+      TempDir dir;
+      FaultEnv fenv;
+      StoreOptions options;
+      options.env = &fenv;
+      auto store = OpenStore(dir.path(), options);
+      ASSERT_NE(store, nullptr);
+      fenv.ResetCounts();
+      fenv.FailNth(op, n, op == FsOp::kWrite ? ENOSPC : EIO);
+      Result<IngestResult> r = Ingest(*store);
+      EXPECT_FALSE(r.ok()) << "the injected fault was swallowed";
+      EXPECT_EQ(fenv.faults_fired(), 1u);
+      if (op == FsOp::kWrite) {
+        EXPECT_EQ(r.status().code(), Code::kNoSpace);
+      }
+      EXPECT_NE(r.status().message().find(Digest::Of(Data()).ToString()), std::string::npos)
+          << r.status().ToString();
+      fenv.ClearFaults();
+      EXPECT_FALSE(*store->HasBlob(Digest::Of(Data())));
+      ExpectConsistent(*store);
+      Result<IngestResult> retry = Ingest(*store);
+      ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+      EXPECT_TRUE(retry->written);
+      ExpectConsistent(*store);
+      ++cases;
+    }
+  }
+  EXPECT_GE(cases, 8);
+}
+
+TEST(BlobFaultTest, EachFailedOperationOfOpeningANewStoreIsReported) {
+  std::map<FsOp, uint64_t> counts;
+  {
+    TempDir dir;
+    FaultEnv fenv;
+    StoreOptions options;
+    options.env = &fenv;
+    ASSERT_NE(OpenStore(dir.Sub("root"), options), nullptr);
+    counts[FsOp::kMkdir] = fenv.count(FsOp::kMkdir);
+    counts[FsOp::kSyncDir] = fenv.count(FsOp::kSyncDir);
+  }
+  ASSERT_GE(counts[FsOp::kMkdir], 6u);  // root, blobs, blobs/sha256, ingest, layers, locks
+  for (FsOp op : {FsOp::kMkdir, FsOp::kSyncDir}) {
+    for (uint64_t n = 1; n <= counts[op]; ++n) {
+      SCOPED_TRACE(std::string(FsOpName(op)) + " #" + std::to_string(n));
+      TempDir dir;
+      FaultEnv fenv;
+      StoreOptions options;
+      options.env = &fenv;
+      fenv.FailNth(op, n);
+      Result<std::unique_ptr<Store>> failed = Store::Open(dir.Sub("root"), options);
+      EXPECT_FALSE(failed.ok());
+      EXPECT_NE(failed.status().message().find(dir.Sub("root")), std::string::npos)
+          << failed.status().ToString();
+      fenv.ClearFaults();
+      auto store = OpenStore(dir.Sub("root"), options);
+      ASSERT_NE(store, nullptr);
+      ExpectConsistent(*store);
+      ASSERT_TRUE(Ingest(*store).ok());
+    }
+  }
+}
+
+TEST(BlobFaultTest, PowerLossAtEveryStepLeavesAConsistentStore) {
+  uint64_t total = 0;
+  {
+    TempDir dir;
+    FaultEnv fenv;
+    StoreOptions options;
+    options.env = &fenv;
+    auto store = OpenStore(dir.path(), options);
+    fenv.ResetCounts();
+    ASSERT_TRUE(Ingest(*store).ok());
+    total = fenv.count(FsOp::kAny);
+  }
+  ASSERT_GE(total, 8u);
+  // Power is cut before operation n: it and everything after fail, then what was not durable
+  // is dropped. n = total + 1 is a loss just after a successful ingest.
+  for (uint64_t n = 1; n <= total + 1; ++n) {
+    SCOPED_TRACE("power loss before operation #" + std::to_string(n));
+    TempDir dir;
+    FaultEnv fenv;
+    bool succeeded = false;
+    {
+      StoreOptions options;
+      options.env = &fenv;
+      auto store = OpenStore(dir.path(), options);
+      ASSERT_NE(store, nullptr);
+      fenv.ForgetUnsyncedData();
+      fenv.ResetCounts();
+      fenv.FailFrom(FsOp::kAny, n);
+      succeeded = Ingest(*store).ok();
+    }
+    EXPECT_EQ(succeeded, n > total);
+    fenv.ClearFaults();
+    ASSERT_TRUE(fenv.DropUnsyncedData().ok());
+
+    auto store = OpenStore(dir.path());
+    ASSERT_NE(store, nullptr);
+    ExpectConsistent(*store);
+    // A reported success survives the power loss.
+    if (succeeded) {
+      EXPECT_TRUE(*store->HasBlob(Digest::Of(Data())));
+    }
+    Result<IngestResult> retry = Ingest(*store);
+    ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+    ExpectConsistent(*store);
+  }
+}
+
+}  // namespace
+}  // namespace imgstore::store
