@@ -36,17 +36,17 @@ step "2. imgstore locks shows who holds what, for how long"
 "$bin" --root "$root" locks
 
 step "3. Readers go on while it runs (shared coexists with upgradable)"
-time "$helper" hold "$root/locks" "$lock" shared "list" try </dev/null | head -1
+"$helper" hold "$root/locks" "$lock" shared "list" try </dev/null | grep -v "^waiting"
 
 step "4. A writer waits, with a deadline, and is told whom it waits for"
-"$helper" hold "$root/locks" "$lock" exclusive "rmi demo/app:1" 1500 </dev/null || true
+"$helper" hold "$root/locks" "$lock" exclusive "rmi demo/app:1" 1500 </dev/null | grep -v "^waiting" || true
 
 step "5. kill -9 the holder: the lock is free at once; nothing is left to delete"
 kill -9 "$holder_pid"
 wait "$holder_pid" 2>/dev/null || true
 holder_pid=
 exec 3>&-
-"$helper" hold "$root/locks" "$lock" exclusive "rmi demo/app:1" try </dev/null | head -1
+"$helper" hold "$root/locks" "$lock" exclusive "rmi demo/app:1" try </dev/null | grep -v "^waiting"
 "$bin" --root "$root" locks --all
 
 step "6. What locking costs (bench/locking; more in docs/performance.md)"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -40,9 +41,21 @@ std::map<RegistryKey, std::weak_ptr<LockFile>>& Registry() {
 // would keep the parent's kernel locks alive after the parent dies. The child therefore points
 // every inherited lock descriptor at /dev/null and forgets the registry; handles it inherited
 // report kFailedPrecondition (an exec'd child inherits nothing: the descriptors are O_CLOEXEC).
+// getpid() is a system call; the lock paths need the pid on every acquisition and release.
+std::atomic<pid_t> g_pid{0};
+pid_t CurrentPid() {
+  pid_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    pid = ::getpid();
+    g_pid.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
+
 void RegistryPrepareFork() { g_registry_mu.lock(); }
 void RegistryParentAfterFork() { g_registry_mu.unlock(); }
 void RegistryChildAfterFork() {
+  g_pid.store(::getpid(), std::memory_order_relaxed);
   int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (auto& [key, weak] : Registry()) {
     if (auto file = weak.lock()) file->DetachAfterFork(devnull);
@@ -114,7 +127,7 @@ Result<std::shared_ptr<LockFile>> LockFile::Open(const std::string& path, std::s
     return fail(slot.status());
   }
   SlotState empty;
-  empty.pid = ::getpid();
+  empty.pid = CurrentPid();
   // Overwrites the record a dead previous owner of the slot may have left.
   (void)WriteSlot(fd, *slot, empty);
   std::shared_ptr<LockFile> file(new LockFile(
@@ -132,7 +145,7 @@ LockFile::LockFile(std::string path, std::string name, int fd, WakePage* page, u
       slot_(slot),
       dev_(dev),
       ino_(ino),
-      owner_pid_(::getpid()) {}
+      owner_pid_(CurrentPid()) {}
 
 void LockFile::DetachAfterFork(int devnull) {
   // Runs in the single thread of a fresh child. The page was not inherited (MADV_DONTFORK):
@@ -142,7 +155,7 @@ void LockFile::DetachAfterFork(int devnull) {
   if (devnull >= 0) ::dup2(devnull, fd_);
 }
 
-bool LockFile::Inherited() const { return ::getpid() != owner_pid_; }
+bool LockFile::Inherited() const { return CurrentPid() != owner_pid_; }
 
 Status LockFile::InheritedError() const {
   return Status(Code::kFailedPrecondition,
@@ -210,6 +223,12 @@ Result<bool> LockFile::SetByte(int64_t offset, ByteLock* state, ByteLock type) {
 
 Result<bool> LockFile::TryKernelRead() {
   if (kd_ != ByteLock::kUnlocked) return true;
+  // Fast path: with no writer at the gate, passing it would change nothing. A writer that
+  // closes the gate at this very moment lets at most the readers already here slip past.
+  if (kg_ == ByteLock::kUnlocked && page_->gate_writers.load(std::memory_order_acquire) == 0) {
+    Result<bool> d = SetByte(kByteData, &kd_, ByteLock::kRead);
+    if (!d.ok() || *d) return d;
+  }
   if (kg_ == ByteLock::kUnlocked) {
     Result<bool> g = SetByte(kByteGate, &kg_, ByteLock::kRead);
     if (!g.ok() || !*g) return g;
@@ -282,7 +301,7 @@ void LockFile::Wake() {
 
 void LockFile::Publish() {
   SlotState s;
-  s.pid = ::getpid();
+  s.pid = CurrentPid();
   auto summarize = [](const std::map<uint64_t, Entry>& entries, LockMode* mode, int* threads,
                       int64_t* since, std::string* op) {
     const Entry* strongest = nullptr;
@@ -320,7 +339,7 @@ std::string LockFile::DescribeHolders(bool for_notice) {
   }
   {
     std::lock_guard<std::mutex> l(mu_);
-    for (const auto& [id, e] : holders_) add(::getpid(), true, e.mode, e.op, e.since_ns);
+    for (const auto& [id, e] : holders_) add(CurrentPid(), true, e.mode, e.op, e.since_ns);
   }
   return out;
 }
