@@ -364,6 +364,33 @@ Result<LockInfo> LockFile::Inspect() {
 
 // ---- acquisition ----
 
+void LockFile::WaitForChange(std::unique_lock<std::mutex>& l, uint64_t id, Entry wanted,
+                             const LockOptions& options, std::string_view notice_prefix,
+                             uint32_t seq, Clock::time_point now, Clock::time_point deadline,
+                             Clock::time_point notice_at, bool* noticed) {
+  if (waiters_.find(id) == waiters_.end()) {
+    wanted.since_ns = NowUnixNs();
+    waiters_[id] = std::move(wanted);
+    Publish();
+  }
+  if (!*noticed && now >= notice_at) {
+    *noticed = true;
+    l.unlock();
+    std::string holders = DescribeHolders(true);
+    options.on_wait(std::string(notice_prefix) + name_ +
+                    (holders.empty() ? std::string() : " held by " + holders));
+    l.lock();
+    return;  // the caller re-checks before it sleeps
+  }
+  Clock::time_point wake_by = std::min(deadline, now + kPollPeriod);
+  if (!*noticed) wake_by = std::min(wake_by, notice_at);
+  page_->waiters.fetch_add(1, std::memory_order_acq_rel);
+  l.unlock();
+  FutexWait(&page_->seq, seq, wake_by - now);
+  l.lock();
+  page_->waiters.fetch_sub(1, std::memory_order_acq_rel);
+}
+
 Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, bool try_only) {
   if (mode == LockMode::kNone) return Status(Code::kInvalidArgument, "lock mode none");
   if (Inherited()) return InheritedError();
@@ -439,26 +466,8 @@ Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, b
                                         " waiting for lock " + name_ + " (" +
                                         std::string(LockModeName(mode)) + "): held by " + holders);
     }
-    if (waiters_.find(id) == waiters_.end()) {
-      waiters_[id] = {mode, options.operation, NowUnixNs()};
-      Publish();
-    }
-    if (!noticed && now >= notice_at) {
-      noticed = true;
-      l.unlock();
-      std::string holders = DescribeHolders(true);
-      options.on_wait("waiting for lock " + name_ +
-                      (holders.empty() ? std::string() : " held by " + holders));
-      l.lock();
-      continue;
-    }
-    Clock::time_point wake_by = std::min(deadline, now + kPollPeriod);
-    if (!noticed) wake_by = std::min(wake_by, notice_at);
-    page_->waiters.fetch_add(1, std::memory_order_acq_rel);
-    l.unlock();
-    FutexWait(&page_->seq, seq, wake_by - now);
-    l.lock();
-    page_->waiters.fetch_sub(1, std::memory_order_acq_rel);
+    WaitForChange(l, id, {mode, options.operation, 0}, options, "waiting for lock ", seq, now,
+                  deadline, notice_at, &noticed);
   }
 }
 
@@ -504,24 +513,8 @@ Status LockFile::Upgrade(uint64_t id, const LockOptions& options, bool try_only)
                                         " upgrading lock " + name_ + " to exclusive: held by " +
                                         holders);
     }
-    if (waiters_.find(id) == waiters_.end()) {
-      waiters_[id] = {LockMode::kExclusive, holders_[id].op, NowUnixNs()};
-      Publish();
-    }
-    if (!noticed && now >= notice_at) {
-      noticed = true;
-      l.unlock();
-      options.on_wait("waiting to upgrade lock " + name_ + ": held by " + DescribeHolders(true));
-      l.lock();
-      continue;
-    }
-    Clock::time_point wake_by = std::min(deadline, now + kPollPeriod);
-    if (!noticed) wake_by = std::min(wake_by, notice_at);
-    page_->waiters.fetch_add(1, std::memory_order_acq_rel);
-    l.unlock();
-    FutexWait(&page_->seq, seq, wake_by - now);
-    l.lock();
-    page_->waiters.fetch_sub(1, std::memory_order_acq_rel);
+    WaitForChange(l, id, {LockMode::kExclusive, holders_[id].op, 0}, options,
+                  "waiting to upgrade lock ", seq, now, deadline, notice_at, &noticed);
   }
 }
 

@@ -81,6 +81,13 @@ class LockFile : public std::enable_shared_from_this<LockFile> {
   void Reconcile();
   // Publishes this process's holders and waiters in its slot record. (REQUIRES mu_)
   void Publish();
+  // Publishes the caller as a waiter, gives the one-time notice when due, else sleeps until the
+  // wake word moves past `seq`, the poll period ends or the deadline. (REQUIRES mu_ via l)
+  void WaitForChange(std::unique_lock<std::mutex>& l, uint64_t id, Entry wanted,
+                     const LockOptions& options, std::string_view notice_prefix, uint32_t seq,
+                     std::chrono::steady_clock::time_point now,
+                     std::chrono::steady_clock::time_point deadline,
+                     std::chrono::steady_clock::time_point notice_at, bool* noticed);
   // Lets sleeping waiters (of every process) re-check. Call without mu_.
   void Wake();
   // "pid 12 (pull x) for 3.1s, ..." for the holders other than the caller; "" if none known.

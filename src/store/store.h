@@ -44,6 +44,7 @@
 
 #include "locking/locking.h"
 #include "store/db.h"
+#include "store/images.h"
 #include "util/digest.h"
 #include "util/env.h"
 #include "util/status.h"
@@ -165,6 +166,41 @@ class Store {
   // manifest, image or layer still refers to it; kBusy if it is being ingested; kNotFound if
   // absent. For gc: it does not look at leases.
   Status RemoveBlob(const Digest& digest);
+
+  // --- Images and names (images.cc, names.cc; docs/store.md "Images and names") -------------
+  // Records an image whose config and layer blobs are already ingested. manifest_bytes is an
+  // image manifest (OCI or Docker v2s2; an index is kInvalidArgument) whose type is
+  // manifest_media_type ("" if unknown); config_bytes must hash to its config descriptor. The
+  // manifest bytes are ingested as a blob, then one write transaction records the manifest, the
+  // image (id = config digest), its layers (chainIDs) and `names`. Already recorded: only the
+  // names are added (and moved here from other images). Refusals change nothing in the metadata:
+  // kInvalidArgument (malformed manifest/config, a mismatch between them, a bad name), kNotFound
+  // (a referenced blob is not in the store), kUnsupported (not an image; not sha256).
+  Result<AddImageResult> AddImage(std::string_view manifest_bytes,
+                                  std::string_view manifest_media_type,
+                                  std::string_view config_bytes,
+                                  std::span<const std::string> names = {});
+  // The id of the image `text` names: a reference (normalized, default tag "latest"; with a
+  // digest, the image of that manifest digest), a full id ("sha256:HEX" or HEX), a manifest
+  // digest, or a unique id prefix of at least kMinIdPrefix hex digits. kNotFound: "image not
+  // known: TEXT"; an ambiguous prefix is kInvalidArgument naming the candidates.
+  Result<Digest> ResolveImage(std::string_view text);
+  // Gives the image the name (a reference without digest; default tag "latest"). A name held by
+  // another image moves to this one, as in docker.
+  Status Tag(std::string_view image, std::string_view name);
+  // Removes the given names of the image (each must be one of its names: kNotFound otherwise),
+  // or all of its names when `names` is empty. The image stays (dangling when nameless).
+  Status Untag(std::string_view image, std::span<const std::string> names = {});
+  // rmi. By name: removes that name, and the image record when no name is left. By id or digest:
+  // removes the record and all names; an image with several names is kFailedPrecondition unless
+  // force. With force, always removes the record. Blobs stay for gc.
+  Result<RemoveImageResult> Remove(std::string_view image, bool force = false);
+  // Every image, newest first (then by id), read in one snapshot. filter: "" for all, or a
+  // reference: with a tag, the images of that name; without, the images with a name in that
+  // repository.
+  Result<std::vector<ImageSummary>> ListImages(std::string_view filter = "");
+  // The image `image` names (as ResolveImage), with its manifest and config bytes and layers.
+  Result<ImageDetails> InspectImage(std::string_view image);
 
   // --- Consistency -----------------------------------------------------------------------------
   // Verifies the invariants (see ProblemKind): every row has its read-only file of the right

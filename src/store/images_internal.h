@@ -1,0 +1,48 @@
+// Helpers shared by images.cc and names.cc (not part of the Store contract): resolving an image
+// inside a transaction, parsing names, reading an image row, and RFC 3339 times (time_text.cc).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "images/reference.h"
+#include "store/db.h"
+#include "store/images.h"
+#include "util/digest.h"
+#include "util/status.h"
+
+namespace imgstore::store::internal {
+
+int64_t NowUnixNs();
+
+// A name to give an image: a reference without a digest, with the default tag added.
+Result<images::Reference> ParseName(std::string_view text);
+
+// What an image argument resolved to.
+struct Resolved {
+  Digest id;
+  // The normalized reference when `text` was a name (rmi by name removes only that name).
+  std::optional<std::string> name;
+};
+
+// ResolveImage inside the caller's transaction (so that a write acts on what it resolved).
+Result<Resolved> ResolveIn(Transaction& txn, std::string_view text);
+
+// The columns of an image summary, for SELECTs over `images i`, and the reader of such a row.
+extern const std::string_view kSummaryColumns;
+Result<ImageSummary> ReadSummaryRow(const Statement& st);
+
+// The image row and its names; kNotFound if the id is not recorded.
+Result<ImageSummary> LoadSummary(Transaction& txn, const Digest& id);
+
+// Gives `id` the name, taking it from any other image.
+Status PutName(Transaction& txn, const images::Reference& name, const Digest& id, int64_t now);
+
+// RFC 3339 ("2024-05-01T12:00:00.5+02:00") to Unix nanoseconds; kInvalidArgument if malformed.
+Result<int64_t> ParseRfc3339(std::string_view text);
+// Unix nanoseconds to RFC 3339 in UTC, fraction without trailing zeros: "2024-05-01T10:00:00.5Z".
+std::string FormatRfc3339(int64_t unix_ns);
+
+}  // namespace imgstore::store::internal
