@@ -168,7 +168,8 @@ class LockSpace {
 
   const std::string& dir() const { return dir_; }
 
-  // The lock called `name` ([A-Za-z0-9._:@+=-], 1..200 characters; the file is DIR/NAME.lock).
+  // The lock called `name` ([A-Za-z0-9._:@+=-], 1..200 characters, not starting with '.'; the
+  // file is DIR/NAME.lock).
   Result<Lock> Get(std::string_view name) const;
 
   // Every lock file in the directory with its live holders and waiters (this process included),

@@ -29,27 +29,6 @@ constexpr LockMode kS = LockMode::kShared;
 constexpr LockMode kU = LockMode::kUpgradable;
 constexpr LockMode kX = LockMode::kExclusive;
 
-LockOptions Opts(Duration timeout, std::string op = "test") {
-  LockOptions o;
-  o.timeout = timeout;
-  o.operation = std::move(op);
-  return o;
-}
-
-// Waits for a future with a deadline. A call that never returns is a bug that must fail the test,
-// not hang the suite; the future cannot be abandoned (its destructor would block), so the test
-// binary exits with a message instead.
-template <typename T>
-T FinishWithin(std::future<T>& f, std::chrono::milliseconds timeout, const char* what) {
-  if (f.wait_for(timeout) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: %s did not return within %lld ms; exiting so the suite goes on\n",
-                 what, static_cast<long long>(timeout.count()));
-    std::fflush(stderr);
-    std::_Exit(1);
-  }
-  return f.get();
-}
-
 // The code of a TryAcquire made from another thread (a thread must not re-request a lock it
 // holds, so in-process conflicts are probed from a second thread).
 Code TryInThread(const Lock& lock, LockMode mode) {
@@ -891,30 +870,41 @@ TEST_F(LockingTest, HolderProcessClosingAnUnrelatedDescriptorKeepsTheLock) {
   EXPECT_EQ(r.status().code(), Code::kBusy) << "open+close in the holder dropped its lock";
 }
 
+// How many descriptors of this process refer to the file at `path`.
+int OpenCount(const std::string& path) {
+  const std::string real = std::filesystem::canonical(path).string();
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target.string() == real) ++n;
+  }
+  return n;
+}
+
 TEST_F(LockingTest, OneDescriptorPerLockFileWhateverTheDirectorySpelling) {
   // The registry is keyed by inode: the same file reached through "dir/." or a symlink to the
   // directory is the same open file, so a close through one spelling cannot drop a hold.
   const std::string link = tmp_.Sub("link-to-locks");
   ASSERT_EQ(::symlink(dir().c_str(), link.c_str()), 0);
-  auto dotted = LockSpace::Open(dir() + "/.");
-  auto linked = LockSpace::Open(link);
-  ASSERT_TRUE(dotted.ok() && linked.ok());
-  auto a = space().Get("same");
-  auto b = dotted->Get("same");
-  auto c = linked->Get("same");
-  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  const std::string real = std::filesystem::canonical(a->path()).string();
-  int open_count = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    auto target = std::filesystem::read_symlink(e.path(), ec);
-    if (!ec && target.string() == real) ++open_count;
+  std::string path;
+  {
+    auto dotted = LockSpace::Open(dir() + "/.");
+    auto linked = LockSpace::Open(link);
+    ASSERT_TRUE(dotted.ok() && linked.ok());
+    auto a = space().Get("same");
+    auto b = dotted->Get("same");
+    auto c = linked->Get("same");
+    ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+    path = a->path();
+    EXPECT_EQ(OpenCount(path), 1) << "the lock file is open more than once in this process";
+    auto g = a->TryAcquire(kX, "holder");
+    ASSERT_TRUE(g.ok());
+    EXPECT_EQ(TryInThread(b.value(), kS), Code::kBusy);
+    EXPECT_EQ(TryInThread(c.value(), kX), Code::kBusy);
   }
-  EXPECT_EQ(open_count, 1) << "the lock file is open more than once in this process";
-  auto g = a->TryAcquire(kX, "holder");
-  ASSERT_TRUE(g.ok());
-  EXPECT_EQ(TryInThread(b.value(), kS), Code::kBusy);
-  EXPECT_EQ(TryInThread(c.value(), kX), Code::kBusy);
+  // docs/locking.md: closed when no handle or guard in the process refers to it.
+  EXPECT_EQ(OpenCount(path), 0) << "the lock file stays open with no handle or guard left";
 }
 
 TEST_F(LockingTest, AGuardKeepsItsLockAfterEveryHandleIsGone) {

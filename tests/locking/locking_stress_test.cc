@@ -21,24 +21,6 @@ namespace {
 constexpr LockMode kS = LockMode::kShared;
 constexpr LockMode kX = LockMode::kExclusive;
 
-LockOptions Opts(Duration timeout, std::string op = "stress") {
-  LockOptions o;
-  o.timeout = timeout;
-  o.operation = std::move(op);
-  return o;
-}
-
-template <typename T>
-T FinishWithin(std::future<T>& f, std::chrono::milliseconds timeout, const char* what) {
-  if (f.wait_for(timeout) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: %s did not return within %lld ms; exiting so the suite goes on\n",
-                 what, static_cast<long long>(timeout.count()));
-    std::fflush(stderr);
-    std::_Exit(1);
-  }
-  return f.get();
-}
-
 using LockingStressTest = LockingTest;
 
 // How many of `n` try-acquisitions in `mode`, 1 ms apart, found the lock busy: a stream that
@@ -225,7 +207,7 @@ TEST_F(LockingStressTest, LeasesCreatedWhileDeadLeasesAreRemovedStayAlive) {
 
 // Starts `n` helpers that re-take `name` in `mode`, holding it `hold_us` each time, until their
 // stdin closes; returns once all have started.
-std::vector<Subprocess> StartStream(LockingTest& t, const std::string& dir, const std::string& name,
+std::vector<Subprocess> StartStream(const std::string& dir, const std::string& name,
                                     const char* mode, int n, int hold_us) {
   std::vector<Subprocess> procs;
   for (int i = 0; i < n; ++i) {
@@ -236,7 +218,6 @@ std::vector<Subprocess> StartStream(LockingTest& t, const std::string& dir, cons
         << error;
     procs.push_back(std::move(p));
   }
-  (void)t;
   for (auto& p : procs) EXPECT_TRUE(ExpectReport(p, "started", 20s));
   return procs;
 }
@@ -258,7 +239,7 @@ void StopStream(std::vector<Subprocess>& procs, double max_wait_ms) {
 TEST_F(LockingStressTest, WriterProcessGetsInPastEightReaderProcesses) {
   // 8 readers re-take the shared lock at once, holding ~1 ms each: the lock is never free of
   // readers, so a writer without a gate would wait forever.
-  auto readers = StartStream(*this, dir(), "stream-r", "shared", 8, 1000);
+  auto readers = StartStream(dir(), "stream-r", "shared", 8, 1000);
   std::this_thread::sleep_for(200ms);
   EXPECT_GE(BusyTries(GetLock("stream-r"), kX, 50), 45) << "the readers leave the lock free";
   for (int round = 0; round < 3; ++round) {
@@ -286,7 +267,7 @@ TEST_F(LockingStressTest, WriterProcessGetsInPastEightReaderProcesses) {
 }
 
 TEST_F(LockingStressTest, ReaderGetsInPastThreeWriterProcesses) {
-  auto writers = StartStream(*this, dir(), "stream-w", "exclusive", 3, 1000);
+  auto writers = StartStream(dir(), "stream-w", "exclusive", 3, 1000);
   std::this_thread::sleep_for(200ms);
   EXPECT_GE(BusyTries(GetLock("stream-w"), kS, 50), 45) << "the writers leave the lock free";
   for (int round = 0; round < 3; ++round) {

@@ -7,6 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,6 +82,27 @@ inline std::optional<std::string> NextReport(Subprocess& proc, std::chrono::mill
 }
 
 inline int64_t ParseNs(const std::string& s) { return std::stoll(s); }
+
+inline LockOptions Opts(Duration timeout, std::string op = "test") {
+  LockOptions o;
+  o.timeout = timeout;
+  o.operation = std::move(op);
+  return o;
+}
+
+// Waits for a future with a deadline. A call that never returns is a bug that must fail the test,
+// not hang the suite; the future cannot be abandoned (its destructor would block), so the test
+// binary exits with a message instead (ctest reports the test as failed).
+template <typename T>
+T FinishWithin(std::future<T>& f, std::chrono::milliseconds timeout, const char* what) {
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    std::fprintf(stderr, "FATAL: %s did not return within %lld ms; exiting so the suite goes on\n",
+                 what, static_cast<long long>(timeout.count()));
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
+  return f.get();
+}
 
 inline const char* ModeArg(LockMode m) {
   switch (m) {
