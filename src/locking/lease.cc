@@ -21,6 +21,7 @@
 #include "locking/lock_record.h"
 #include "locking/locking.h"
 #include "locking/ofd.h"
+#include "util/env.h"
 
 namespace imgstore::locking {
 namespace {
@@ -136,7 +137,7 @@ void UntrackLeaseFd(int fd) {
 }  // namespace
 
 Result<Lease> LockSpace::CreateLease(std::string_view label) const {
-  IMGSTORE_RETURN_IF_ERROR(MakeDirs(LeaseDir(dir_)));
+  IMGSTORE_RETURN_IF_ERROR(Env::Default()->CreateDirs(LeaseDir(dir_)));
   for (;;) {
     Result<std::string> id = RandomId();
     if (!id.ok()) return id.status();

@@ -63,7 +63,5 @@ Result<std::vector<SlotState>> ReadLiveSlots(int fd, int64_t skip_slot);
 std::string ReadLockName(int fd);
 
 int64_t NowUnixNs();
-// mkdir -p, mode 0755.
-Status MakeDirs(const std::string& dir);
 
 }  // namespace imgstore::locking

@@ -12,6 +12,7 @@
 #include "locking/lock_file.h"
 #include "locking/lock_record.h"
 #include "locking/locking.h"
+#include "util/env.h"
 
 namespace imgstore::locking {
 namespace {
@@ -39,22 +40,9 @@ bool ValidNameChar(char c) {
 
 }  // namespace
 
-Status MakeDirs(const std::string& dir) {
-  if (dir.empty()) return Status(Code::kInvalidArgument, "empty directory name");
-  for (size_t pos = 1;; ++pos) {
-    pos = dir.find('/', pos);
-    std::string prefix = dir.substr(0, pos);
-    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::FromErrno(errno, "create directory " + prefix);
-    }
-    if (pos == std::string::npos) break;
-  }
-  return Status::OK();
-}
-
 Result<LockSpace> LockSpace::Open(const std::string& dir) {
   RaiseFileLimit();
-  IMGSTORE_RETURN_IF_ERROR(MakeDirs(dir));
+  IMGSTORE_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
   return LockSpace(dir);
 }
 
