@@ -17,6 +17,16 @@ std::vector<Command>& Commands() {
 void AddCommand(Command command) { Commands().push_back(std::move(command)); }
 
 void RegisterCommands(CLI::App& app, const GlobalOptions& global) {
+  RegisterPullCommand(app, global);
+  RegisterPushCommand(app, global);
+  RegisterListCommand(app, global);
+  RegisterInspectCommand(app, global);
+  RegisterTagCommand(app, global);
+  RegisterUntagCommand(app, global);
+  RegisterRmiCommand(app, global);
+  RegisterGcCommand(app, global);
+  RegisterDfCommand(app, global);
+  RegisterCheckCommand(app, global);
   RegisterLocksCommand(app, global);
 }
 

@@ -32,6 +32,16 @@ struct Command {
 void AddCommand(Command command);
 
 // Registration functions, one per command file.
+void RegisterPullCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterPushCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterListCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterInspectCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterTagCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterUntagCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterRmiCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterGcCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterDfCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterCheckCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterLocksCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace imgstore::cli

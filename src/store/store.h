@@ -42,6 +42,8 @@
 #include <string_view>
 #include <vector>
 
+#include "images/platform.h"
+#include "images/transport.h"
 #include "locking/locking.h"
 #include "store/db.h"
 #include "store/images.h"
@@ -118,6 +120,82 @@ struct CheckReport {
 struct RecoveryStats {
   int ingests_removed = 0;
   int leases_removed = 0;  // lease files and lease rows of dead holders
+};
+
+// A lease pins blobs against gc while an operation (pull, push) works with no lock held. It is
+// alive while this object exists and its process lives (a liveness lock in ROOT/locks, plus a
+// row in `leases`); a holder killed by SIGKILL voids it at once, and the next Store::Open or gc
+// drops its rows. Destroying it releases it (best effort; errors are ignored there — use
+// Release() to see them).
+class StoreLease {
+ public:
+  virtual ~StoreLease() = default;
+  virtual const std::string& id() const = 0;
+  // Pins digests, present or not yet ingested: gc removes none of them while the lease lives.
+  // One short write transaction. Pin before looking for a blob, so that a gc that runs between
+  // the look and the use cannot take it.
+  virtual Status Pin(std::span<const Digest> digests) = 0;
+  // Drops the rows and the lease file now.
+  virtual Status Release() = 0;
+};
+
+// Store::Pull: an image from any source (src/transports, src/registry) into the store.
+struct PullProgress {
+  Digest digest;         // the blob being copied
+  uint64_t done = 0;     // bytes of it so far
+  uint64_t total = 0;    // its size from the manifest
+  bool skipped = false;  // already present: not read
+};
+
+struct PullOptions {
+  // The platform chosen when the source's top is an index (SelectManifest).
+  images::Platform platform = images::HostPlatform();
+  // Names given to the image besides those the source carries (ImageSource::Names()); each is
+  // a reference (normalized; default tag "latest").
+  std::vector<std::string> names;
+  // Published in lock diagnostics and the lease label ("pull oci:/srv/x:v1").
+  std::string operation;
+  // Also decompress each layer while it is copied and check it against the config's diffID.
+  bool verify_diff_ids = false;
+  // Called from the pulling thread as bytes arrive (progress bars); may be empty.
+  std::function<void(const PullProgress&)> on_progress;
+};
+
+struct PullResult {
+  AddImageResult image;
+  std::vector<std::string> names;  // normalized names the image was given
+  int blobs_written = 0;           // blobs this pull wrote (the rest were present)
+  uint64_t bytes_written = 0;
+};
+
+struct PushOptions {
+  std::string operation;  // published in the lease label ("push oci:/srv/x")
+};
+
+// Store::GarbageCollect: what no image references and nothing leases or is ingesting.
+struct GcOptions {
+  bool dry_run = false;  // decide and report, remove nothing
+};
+
+struct GcReport {
+  std::vector<Digest> blobs_removed;  // (dry run: would be removed), ordered by digest
+  uint64_t bytes_removed = 0;         // their total size
+  int manifests_removed = 0;          // manifest/index rows no image refers to
+  int layers_removed = 0;             // layer-chain rows no image refers to (and their dirs)
+  int leases_removed = 0;             // dead leases (rows and files)
+  int lock_files_removed = 0;         // lock files of blobs that no longer exist
+  int skipped_busy = 0;               // candidates skipped because an ingest or lease holds them
+};
+
+// Store::DiskUsage (df).
+struct DiskUsage {
+  uint64_t images = 0;
+  uint64_t blobs = 0;
+  uint64_t blob_bytes = 0;         // sum of the recorded blob sizes
+  uint64_t layers = 0;             // unpacked layer dirs
+  uint64_t layer_bytes = 0;        // their recorded unpacked size
+  uint64_t reclaimable_blobs = 0;  // what gc would remove now
+  uint64_t reclaimable_bytes = 0;
 };
 
 class Store {
@@ -201,6 +279,32 @@ class Store {
   Result<std::vector<ImageSummary>> ListImages(std::string_view filter = "");
   // The image `image` names (as ResolveImage), with its manifest and config bytes and layers.
   Result<ImageDetails> InspectImage(std::string_view image);
+
+  // --- Leases, pull, push (lease.cc, pull.cc, push.cc) ------------------------------------------
+  // A new lease labelled `label` (for diagnostics: `imgstore locks`, gc's report).
+  Result<std::unique_ptr<StoreLease>> CreateLease(std::string_view label);
+
+  // Copies the image `source` names into the store, then records it (AddImage) with its names.
+  // Locking (design.md): reads what is present, pins every blob with a lease before looking
+  // for it, ingests missing blobs with no store lock (per-digest locks make two pulls of one
+  // blob write it once), and takes the write lock only for the final commit. A source whose
+  // top is an index is resolved to `options.platform`; the index is stored too. Nothing is
+  // recorded unless every blob verified. Errors name the source.
+  Result<PullResult> Pull(images::ImageSource& source, const PullOptions& options = {});
+
+  // Writes the image `image` names (as ResolveImage) to `destination`: resolves it in a read
+  // snapshot, pins its blobs with a lease, then streams with no store lock held, so list, tag
+  // and other pulls never wait for it and gc cannot take its blobs meanwhile.
+  Status Push(std::string_view image, images::ImageDestination& destination,
+              const PushOptions& options = {});
+
+  // --- Garbage collection and space (gc.cc) --------------------------------------------------
+  // Removes blobs, manifests and layer chains no image references, that no live lease pins and
+  // no ingest holds (design.md: a short write transaction decides, files go after it), dead
+  // leases, and lock files of blobs that no longer exist.
+  Result<GcReport> GarbageCollect(const GcOptions& options = {});
+  // Space used, and what gc would reclaim now (a read snapshot; nothing changes).
+  Result<DiskUsage> GetDiskUsage();
 
   // --- Consistency -----------------------------------------------------------------------------
   // Verifies the invariants (see ProblemKind): every row has its read-only file of the right

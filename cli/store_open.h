@@ -1,0 +1,19 @@
+// Opening the store for a command: the root, lock timeout and wait notices of the global options.
+#pragma once
+
+#include <memory>
+
+#include "cli/commands.h"
+#include "store/store.h"
+
+namespace imgstore::cli {
+
+// Opens (creating if missing) the store at global.root. Lock waits longer than a second are
+// reported once on stderr ("imgstore: waiting for lock ..."); the deadline is --lock-timeout.
+Result<std::unique_ptr<store::Store>> OpenStore(const GlobalOptions& global);
+
+// True at --log-level debug (detail on stderr) / info.
+bool LogDebug(const GlobalOptions& global);
+bool LogInfo(const GlobalOptions& global);
+
+}  // namespace imgstore::cli
