@@ -7,7 +7,7 @@ packages=(
   # toolchain
   g++ cmake ninja-build pkg-config clang clang-format
   # libraries imgstore builds with
-  libsqlite3-dev libzstd-dev libarchive-dev libssl-dev libcurl4-openssl-dev
+  libsqlite3-dev libzstd-dev zlib1g-dev libarchive-dev libssl-dev libcurl4-openssl-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # real peers the tests and benchmarks use
   docker-registry apache2-utils skopeo umoci openssl curl zstd hyperfine

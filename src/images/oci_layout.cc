@@ -60,13 +60,14 @@ std::string RefOf(const Descriptor& d) {
   return it == d.annotations.end() ? std::string() : it->second;
 }
 
-// Checks DIR/oci-layout. kNotFound when absent.
-Status CheckOciLayoutFile(Env* env, const std::string& dir) {
-  const std::string path = dir + "/oci-layout";
-  Result<std::string> bytes = env->ReadFileToString(path, kMaxOciLayoutFileBytes);
+// Checks the layout's oci-layout file. kNotFound when absent.
+Status CheckOciLayoutFile(const OciLayoutFiles& files) {
+  const std::string path = files.Display("oci-layout");
+  Result<std::string> bytes = files.ReadFile("oci-layout", kMaxOciLayoutFileBytes);
   if (!bytes.ok()) {
     if (bytes.status().code() == Code::kNotFound) {
-      return Status(Code::kNotFound, dir + " is not an OCI layout: it has no oci-layout file");
+      return Status(Code::kNotFound,
+                    files.name() + " is not an OCI layout: it has no oci-layout file");
     }
     return bytes.status();
   }
@@ -83,6 +84,29 @@ Status CheckOciLayoutFile(Env* env, const std::string& dir) {
     }
     return Status::OK();
   });
+}
+
+// A layout directory read through Env.
+class DirectoryFiles : public OciLayoutFiles {
+ public:
+  DirectoryFiles(Env* env, std::string dir) : env_(env), dir_(std::move(dir)) {}
+  const std::string& name() const override { return dir_; }
+  std::string Display(const std::string& rel) const override { return dir_ + "/" + rel; }
+  Result<std::string> ReadFile(const std::string& rel, uint64_t max_bytes) const override {
+    return env_->ReadFileToString(Display(rel), max_bytes);
+  }
+  Result<FileStat> Stat(const std::string& rel) const override { return env_->Stat(Display(rel)); }
+  Result<std::unique_ptr<SequentialFile>> Open(const std::string& rel) const override {
+    return env_->NewSequentialFile(Display(rel));
+  }
+
+ private:
+  Env* env_;
+  std::string dir_;
+};
+
+std::string BlobRel(const Digest& digest) {
+  return "blobs/" + std::string(digest.algorithm()) + "/" + std::string(digest.hex());
 }
 
 Json DescriptorJson(const Descriptor& d) {
@@ -175,10 +199,15 @@ Status OciBlobReader::VerifyToEnd() {
 
 Result<OciLayoutReader> OciLayoutReader::Open(Env* env, std::string dir,
                                               const ParseLimits& limits) {
-  OciLayoutReader r(env, std::move(dir), limits);
-  IMGSTORE_RETURN_IF_ERROR(CheckOciLayoutFile(env, r.dir_));
-  const std::string index_path = r.dir_ + "/index.json";
-  Result<std::string> bytes = env->ReadFileToString(index_path, limits.max_manifest_bytes);
+  return Open(std::make_shared<DirectoryFiles>(env, std::move(dir)), limits);
+}
+
+Result<OciLayoutReader> OciLayoutReader::Open(std::shared_ptr<const OciLayoutFiles> files,
+                                              const ParseLimits& limits) {
+  OciLayoutReader r(std::move(files), limits);
+  IMGSTORE_RETURN_IF_ERROR(CheckOciLayoutFile(*r.files_));
+  const std::string index_path = r.files_->Display("index.json");
+  Result<std::string> bytes = r.files_->ReadFile("index.json", limits.max_manifest_bytes);
   if (!bytes.ok()) {
     if (bytes.status().code() == Code::kNotFound) {
       return Status(Code::kNotFound, "OCI layout " + r.dir_ + " has no index.json");
@@ -235,7 +264,7 @@ Result<OciResolvedImage> OciLayoutReader::ResolveImage(std::string_view ref,
 }
 
 std::string OciLayoutReader::BlobPath(const Digest& digest) const {
-  return dir_ + "/blobs/" + std::string(digest.algorithm()) + "/" + std::string(digest.hex());
+  return dir_ + "/" + BlobRel(digest);
 }
 
 Result<OciBlobReader> OciLayoutReader::OpenBlob(const Descriptor& d) const {
@@ -244,8 +273,9 @@ Result<OciBlobReader> OciLayoutReader::OpenBlob(const Descriptor& d) const {
     return Status(Code::kUnsupported,
                   "blob " + d.digest.ToString() + ": only sha256 blobs can be verified");
   }
-  const std::string path = BlobPath(d.digest);
-  Result<FileStat> st = env_->Stat(path);
+  const std::string rel = BlobRel(d.digest);
+  const std::string path = files_->Display(rel);
+  Result<FileStat> st = files_->Stat(rel);
   if (!st.ok()) {
     if (st.status().code() == Code::kNotFound) {
       return Status(Code::kNotFound,
@@ -262,7 +292,7 @@ Result<OciBlobReader> OciLayoutReader::OpenBlob(const Descriptor& d) const {
                                          std::to_string(st->size) + " bytes, its descriptor says " +
                                          std::to_string(d.size));
   }
-  Result<std::unique_ptr<SequentialFile>> f = env_->NewSequentialFile(path);
+  Result<std::unique_ptr<SequentialFile>> f = files_->Open(rel);
   if (!f.ok()) return f.status();
   return OciBlobReader(std::move(f).value(), d);
 }
@@ -296,13 +326,65 @@ Result<std::string> OciLayoutReader::ReadBlob(const Descriptor& d, uint64_t max_
   });
 }
 
+Result<std::string> AddToOciIndex(std::string_view existing, const Descriptor& manifest,
+                                  std::string_view ref) {
+  if (!ref.empty() && !IsValidOciRefName(ref)) {
+    return Status(Code::kInvalidArgument, "\"" + std::string(ref) + "\" is not a valid ref name");
+  }
+  const ParseLimits limits;
+  if (!existing.empty()) {
+    Result<ImageIndex> check = ParseImageIndex(existing, "", limits);
+    if (!check.ok()) return check.status();
+  }
+  Descriptor entry = manifest;
+  entry.platform.reset();
+  entry.urls.clear();
+  if (!ref.empty()) entry.annotations[std::string(kOciRefNameAnnotation)] = std::string(ref);
+  return CatchAll([&]() -> Result<std::string> {
+    Json doc;
+    if (existing.empty()) {
+      doc = Json::object();
+      doc["schemaVersion"] = 2;
+      doc["mediaType"] = media_type::kOciIndex;
+      doc["manifests"] = Json::array();
+    } else {
+      Result<Json> parsed = internal::ParseJsonObject(existing, limits.max_nesting_depth);
+      if (!parsed.ok()) return parsed.status();
+      doc = std::move(parsed).value();
+      if (!doc.contains("manifests") || doc["manifests"].is_null()) {
+        doc["manifests"] = Json::array();
+      }
+    }
+    Json kept = Json::array();
+    for (Json& e : doc["manifests"]) {
+      bool drop = false;
+      if (e.is_object()) {
+        auto a = e.find("annotations");
+        if (a != e.end() && a->is_object()) {
+          auto r = a->find(std::string(kOciRefNameAnnotation));
+          if (r != a->end() && r->is_string()) drop = !ref.empty() && r->get<std::string>() == ref;
+        } else if (ref.empty()) {
+          // No ref: replace an unnamed entry of the same digest rather than duplicating it.
+          auto dg = e.find("digest");
+          drop = dg != e.end() && dg->is_string() &&
+                 dg->get<std::string>() == manifest.digest.ToString();
+        }
+      }
+      if (!drop) kept.push_back(std::move(e));
+    }
+    kept.push_back(DescriptorJson(entry));
+    doc["manifests"] = std::move(kept);
+    return doc.dump();
+  });
+}
+
 // --- OciLayoutWriter --------------------------------------------------------------------------
 
 Result<OciLayoutWriter> OciLayoutWriter::Open(Env* env, std::string dir) {
   OciLayoutWriter w(env, std::move(dir));
   if (w.dir_.empty()) return Status(Code::kInvalidArgument, "OCI layout: empty directory path");
   if (env->FileExists(w.dir_)) {
-    Status layout = CheckOciLayoutFile(env, w.dir_);
+    Status layout = CheckOciLayoutFile(DirectoryFiles(env, w.dir_));
     if (layout.code() == Code::kNotFound) {
       Result<std::vector<std::string>> names = env->ListDir(w.dir_);
       if (!names.ok()) return names.status();
@@ -324,7 +406,7 @@ Result<OciLayoutWriter> OciLayoutWriter::Open(Env* env, std::string dir) {
 }
 
 std::string OciLayoutWriter::BlobPath(const Digest& digest) const {
-  return dir_ + "/blobs/" + std::string(digest.algorithm()) + "/" + std::string(digest.hex());
+  return dir_ + "/" + BlobRel(digest);
 }
 
 bool OciLayoutWriter::HasBlob(const Digest& digest, uint64_t size) {
@@ -402,51 +484,10 @@ Status OciLayoutWriter::AddImage(const Descriptor& manifest, std::string_view re
   if (env_->FileExists(index_path)) {
     Result<std::string> bytes = env_->ReadFileToString(index_path, limits.max_manifest_bytes);
     if (!bytes.ok()) return bytes.status();
-    Result<ImageIndex> check = ParseImageIndex(*bytes, "", limits);
-    if (!check.ok()) return check.status().WithContext(index_path);
     existing = std::move(bytes).value();
   }
-  Descriptor entry = manifest;
-  entry.platform.reset();
-  entry.urls.clear();
-  if (!ref.empty()) entry.annotations[std::string(kOciRefNameAnnotation)] = std::string(ref);
-  Result<std::string> out = CatchAll([&]() -> Result<std::string> {
-    Json doc;
-    if (existing.empty()) {
-      doc = Json::object();
-      doc["schemaVersion"] = 2;
-      doc["mediaType"] = media_type::kOciIndex;
-      doc["manifests"] = Json::array();
-    } else {
-      Result<Json> parsed = internal::ParseJsonObject(existing, limits.max_nesting_depth);
-      if (!parsed.ok()) return parsed.status().WithContext(index_path);
-      doc = std::move(parsed).value();
-      if (!doc.contains("manifests") || doc["manifests"].is_null()) {
-        doc["manifests"] = Json::array();
-      }
-    }
-    Json kept = Json::array();
-    for (Json& e : doc["manifests"]) {
-      bool drop = false;
-      if (e.is_object()) {
-        auto a = e.find("annotations");
-        if (a != e.end() && a->is_object()) {
-          auto r = a->find(std::string(kOciRefNameAnnotation));
-          if (r != a->end() && r->is_string()) drop = !ref.empty() && r->get<std::string>() == ref;
-        } else if (ref.empty()) {
-          // No ref: replace an unnamed entry of the same digest rather than duplicating it.
-          auto dg = e.find("digest");
-          drop = dg != e.end() && dg->is_string() &&
-                 dg->get<std::string>() == manifest.digest.ToString();
-        }
-      }
-      if (!drop) kept.push_back(std::move(e));
-    }
-    kept.push_back(DescriptorJson(entry));
-    doc["manifests"] = std::move(kept);
-    return doc.dump();
-  });
-  if (!out.ok()) return out.status();
+  Result<std::string> out = AddToOciIndex(existing, manifest, ref);
+  if (!out.ok()) return out.status().WithContext(index_path);
   return env_->WriteFileAtomically(index_path, *out);
 }
 

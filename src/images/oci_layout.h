@@ -43,6 +43,13 @@ Result<OciLayoutLocation> ParseOciLayoutLocation(std::string_view text);
 //   ref := component ("/" component)*; component := alnum+ (sep alnum+)*; sep := [-._:@+] | "--"
 bool IsValidOciRefName(std::string_view ref);
 
+// index.json bytes: `existing` (an index.json, "" for a new one) with entry `manifest` added
+// under ref.name `ref` (none when ""), any entry with the same ref replaced (with no ref: an
+// unnamed entry of the same digest), other entries kept verbatim. Shared by OciLayoutWriter and
+// the oci-archive writer. kInvalidArgument for a bad ref or a malformed existing index.
+Result<std::string> AddToOciIndex(std::string_view existing, const Descriptor& manifest,
+                                  std::string_view ref);
+
 // One entry of index.json.
 struct OciLayoutImage {
   std::string ref_name;  // its ref.name annotation, "" when it has none
@@ -84,6 +91,23 @@ class OciBlobReader {
   bool verified_ = false;
 };
 
+// Where a layout's files are read from: a directory (OciLayoutReader::Open(env, dir)) or, in
+// src/transports, the members of a tar archive (oci-archive:). Paths are relative and clean
+// ("index.json", "blobs/sha256/HEX"), built by the reader only from parsed digests.
+class OciLayoutFiles {
+ public:
+  virtual ~OciLayoutFiles() = default;
+  // The layout as messages name it: the directory, or the archive file.
+  virtual const std::string& name() const = 0;
+  // rel as messages show it ("DIR/index.json", "FILE.tar[index.json]").
+  virtual std::string Display(const std::string& rel) const = 0;
+  // The whole file; kNotFound if absent, kCorruption if it holds more than max_bytes.
+  virtual Result<std::string> ReadFile(const std::string& rel, uint64_t max_bytes) const = 0;
+  // Type and size (lstat semantics: a symlink is not followed); kNotFound if absent.
+  virtual Result<FileStat> Stat(const std::string& rel) const = 0;
+  virtual Result<std::unique_ptr<SequentialFile>> Open(const std::string& rel) const = 0;
+};
+
 class OciLayoutReader {
  public:
   // Reads DIR/oci-layout (a JSON object whose imageLayoutVersion is "1.0.0"; anything else is
@@ -91,6 +115,9 @@ class OciLayoutReader {
   // (ParseImageIndex with limits; missing → kNotFound, malformed → kInvalidArgument). Every
   // digest in index.json has been parsed, so blob paths built from it stay under DIR/blobs.
   static Result<OciLayoutReader> Open(Env* env, std::string dir, const ParseLimits& limits = {});
+  // The same over any file tree (an oci-archive's members). files->name() is dir().
+  static Result<OciLayoutReader> Open(std::shared_ptr<const OciLayoutFiles> files,
+                                      const ParseLimits& limits = {});
 
   const std::string& dir() const { return dir_; }
   const ImageIndex& index() const { return index_; }
@@ -107,7 +134,8 @@ class OciLayoutReader {
   Result<OciResolvedImage> ResolveImage(std::string_view ref,
                                         const Platform& platform = HostPlatform()) const;
 
-  // DIR/blobs/<alg>/<hex>: built only from a parsed Digest.
+  // DIR/blobs/<alg>/<hex>: built only from a parsed Digest. (For a layout that is not a
+  // directory, the path the blob would have if it were extracted to dir().)
   std::string BlobPath(const Digest& digest) const;
 
   // Opens the blob of d for streaming after checking that it is a regular file of d.size bytes
@@ -119,10 +147,10 @@ class OciLayoutReader {
   Result<std::string> ReadBlob(const Descriptor& d, uint64_t max_bytes) const;
 
  private:
-  OciLayoutReader(Env* env, std::string dir, ParseLimits limits)
-      : env_(env), dir_(std::move(dir)), limits_(limits) {}
+  OciLayoutReader(std::shared_ptr<const OciLayoutFiles> files, ParseLimits limits)
+      : files_(std::move(files)), dir_(files_->name()), limits_(limits) {}
 
-  Env* env_;
+  std::shared_ptr<const OciLayoutFiles> files_;
   std::string dir_;
   ParseLimits limits_;
   ImageIndex index_;
