@@ -1,55 +1,88 @@
 #!/usr/bin/env bash
-# The main job: set up, build, and show what imgstore does today.
+# The main job: set up, build, and show what imgstore does today, with real tools around it.
 #
-# Today that is the locking foundation: a long operation holds a lock on a store object while
-# readers go on, a writer waits with a deadline and is told who holds the lock, `imgstore locks`
-# shows holders and waiters, and kill -9 of the holder frees everything at once, leaving nothing
-# to clean. (The registry pull/list/push demo replaces this as the store and registry land.)
+# 1. umoci (Debian's) builds a real OCI image; imgstore pulls it from the layout, lists,
+#    inspects and tags it, and pushes it to an oci-archive and a docker-archive that skopeo
+#    (Debian's) reads back with the same digests.
+# 2. `imgstore list` answers in milliseconds while another process pulls a large image, and a
+#    pull killed with kill -9 leaves nothing that `imgstore check` objects to.
+# 3. gc, df and check.
+# (Registries come with the registry transport: the demo then pulls from and pushes to a real
+# docker-registry on 127.0.0.1.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh >/dev/null
 
-bin=build/imgstore
-helper=build/tests/locking/lock_helper  # a tiny program that takes a lock and reports
-root=$(mktemp -d /tmp/imgstore-demo-XXXXXX)
-holder_pid=
-cleanup() {
-  [[ -n $holder_pid ]] && kill -9 "$holder_pid" 2>/dev/null || true
-  rm -rf "$root"
-}
-trap cleanup EXIT
-
+bin=$PWD/build/imgstore
+work=$(mktemp -d /tmp/imgstore-demo-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export IMGSTORE_ROOT=$work/store
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-lock=image-sha256-5f70bf18a086
+run() { printf '$ %s\n' "$*"; "$@"; }
 
-step "1. A long operation takes the upgradable lock of an image (a stand-in for a push)"
-mkfifo "$root/hold.in"
-"$helper" hold "$root/locks" "$lock" upgradable "push localhost:5000/demo/app:1" -1 \
-  <"$root/hold.in" >"$root/hold.out" &
-holder_pid=$!
-exec 3>"$root/hold.in"  # keeps the holder's stdin open: it holds until this closes
-for _ in $(seq 100); do grep -q acquired "$root/hold.out" && break; sleep 0.05; done
-echo "pid $holder_pid holds $lock"
+step "1. umoci builds a real image in an OCI layout"
+(
+  cd "$work"
+  umoci init --layout layout
+  umoci new --image layout:app
+  mkdir -p content/etc && echo "hello from imgstore" > content/etc/motd
+  umoci insert --image layout:app content/etc /etc
+  umoci config --image layout:app --config.cmd /bin/sh --author demo
+)
+echo "layout: $work/layout (ref app)"
 
-step "2. imgstore locks shows who holds what, for how long"
-"$bin" --root "$root" locks
+step "2. pull it into a fresh store (prints the image id), then list and inspect"
+run "$bin" pull "oci:$work/layout:app" --name demo/app:1
+run "$bin" tag demo/app:1 localhost:5000/demo/app:latest
+run "$bin" list
+run "$bin" list --format json
+run "$bin" inspect demo/app:1 | head -20
 
-step "3. Readers go on while it runs (shared coexists with upgradable)"
-"$helper" hold "$root/locks" "$lock" shared "list" try </dev/null | grep -v "^waiting"
+step "3. push to an oci-archive and a docker-archive; skopeo reads both"
+run "$bin" push demo/app:1 "oci-archive:$work/app-oci.tar:app"
+run "$bin" push demo/app:1 "docker-archive:$work/app-docker.tar"
+stored=$("$bin" inspect demo/app:1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["digest"])')
+skopeo_digest=$(skopeo inspect --raw "oci-archive:$work/app-oci.tar:app" | sha256sum | cut -d' ' -f1)
+echo "manifest digest in the store: $stored"
+echo "manifest digest skopeo reads: sha256:$skopeo_digest"
+run skopeo inspect --config "docker-archive:$work/app-docker.tar" | head -12
 
-step "4. A writer waits, with a deadline, and is told whom it waits for"
-"$helper" hold "$root/locks" "$lock" exclusive "rmi demo/app:1" 1500 </dev/null | grep -v "^waiting" || true
+step "4. a large pull in the background: list keeps answering"
+python3 - "$work/big" <<'PY'
+import os, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+with open(os.path.join(d, "big.bin"), "wb") as f:
+    f.write(os.urandom(200 * 1024 * 1024))
+PY
+(
+  cd "$work"
+  umoci new --image layout:big
+  umoci insert --image layout:big big /opt/big >/dev/null
+)
+"$bin" pull -q "oci:$work/layout:big" --name demo/big:1 &
+pull_pid=$!
+for i in 1 2 3 4 5; do
+  /usr/bin/time -f "list #$i answered in %es" "$bin" list -q >/dev/null
+  sleep 0.2
+done
+wait "$pull_pid"
+run "$bin" list
 
-step "5. kill -9 the holder: the lock is free at once; nothing is left to delete"
-kill -9 "$holder_pid"
-wait "$holder_pid" 2>/dev/null || true
-holder_pid=
-exec 3>&-
-"$helper" hold "$root/locks" "$lock" exclusive "rmi demo/app:1" try </dev/null | grep -v "^waiting"
-"$bin" --root "$root" locks --all
+step "5. kill -9 a pull half-way: nothing to clean by hand"
+"$bin" rmi demo/big:1 >/dev/null
+"$bin" gc >/dev/null
+"$bin" pull -q "oci:$work/layout:big" --name demo/big:2 &
+pull_pid=$!
+sleep 0.5
+kill -9 "$pull_pid" 2>/dev/null || true
+wait "$pull_pid" 2>/dev/null || true
+run "$bin" check && echo "check: clean"
+run "$bin" pull -q "oci:$work/layout:big" --name demo/big:2 && echo "re-pull: done"
 
-step "6. What locking costs (bench/locking; more in docs/performance.md)"
-if [[ -x build/bench/bench_locking ]]; then
-  build/bench/bench_locking --benchmark_min_time=0.05 2>/dev/null | tail -n +1 | head -40 || true
-fi
+step "6. space, garbage collection, consistency"
+run "$bin" rmi demo/big:2
+run "$bin" df
+run "$bin" gc
+run "$bin" check --verify-content && echo "check: clean"
+run "$bin" locks --all | head -5

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <optional>
 #include <utility>
 
 #include "locking/futex.h"
@@ -391,7 +392,8 @@ void LockFile::WaitForChange(std::unique_lock<std::mutex>& l, uint64_t id, Entry
   page_->waiters.fetch_sub(1, std::memory_order_acq_rel);
 }
 
-Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, bool try_only) {
+Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, bool try_only,
+                                    bool* stale) {
   if (mode == LockMode::kNone) return Status(Code::kInvalidArgument, "lock mode none");
   if (Inherited()) return InheritedError();
   const Clock::time_point start = Clock::now();
@@ -400,6 +402,10 @@ Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, b
   const bool writer_request = mode != LockMode::kShared;
 
   std::unique_lock<std::mutex> l(mu_);
+  if (removed_) {
+    *stale = true;
+    return Status(Code::kNotFound, "lock file " + path_ + " was removed");
+  }
   const uint64_t id = next_id_++;
   const uint64_t gen = write_gen_;
   if (writer_request) {
@@ -427,14 +433,34 @@ Result<LockGuard> LockFile::Acquire(LockMode mode, const LockOptions& options, b
     if (admitted) {
       Result<bool> reached = TryKernel(mode);
       if (reached.ok() && *reached) {
-        waiters_.erase(id);
-        holders_[id] = {mode, options.operation, NowUnixNs()};
-        Publish();
-        return LockGuard(shared_from_this(), id, mode);
+        // A remover unlinks the file while holding it exclusively, so a lock granted after
+        // that is a lock on a file nobody else will ever look at again.
+        Result<bool> gone = Stale();
+        if (gone.ok() && !*gone) {
+          waiters_.erase(id);
+          holders_[id] = {mode, options.operation, NowUnixNs()};
+          Publish();
+          return LockGuard(shared_from_this(), id, mode);
+        }
+        if (gone.ok()) {
+          *stale = true;
+          error = Status(Code::kNotFound, "lock file " + path_ + " was removed");
+        } else {
+          error = gone.status().WithContext("lock " + name_);
+        }
       }
       if (!reached.ok()) error = reached.status().WithContext("lock " + name_);
     }
     const Clock::time_point now = Clock::now();
+    if (error.ok() && try_only && page_->removed.load(std::memory_order_acquire) != 0) {
+      // The holder that made the try fail may be a remover, or an acquirer about to notice the
+      // removal: a busy answer about a removed file would be wrong.
+      Result<bool> gone = Stale();
+      if (gone.ok() && *gone) {
+        *stale = true;
+        error = Status(Code::kNotFound, "lock file " + path_ + " was removed");
+      }
+    }
     if (!error.ok() || try_only || now >= deadline) {
       if (admitted) {
         if (!writer_request) {
@@ -557,7 +583,77 @@ void LockFile::Release(uint64_t id, LockMode mode) {
   Wake();
 }
 
+// ---- removal ----
+
+Result<bool> LockFile::Stale() {
+  if (removed_) return true;
+  if (page_->removed.load(std::memory_order_acquire) == 0) return false;
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::FromErrno(errno, "stat lock file " + path_);
+  if (st.st_nlink == 0) {
+    removed_ = true;
+    return true;
+  }
+  // Still linked: a remover died between marking and unlinking. While this process holds a
+  // kernel lock no remover can be half-way, so the mark is stale and can go.
+  if (kd_ != ByteLock::kUnlocked) page_->removed.store(0, std::memory_order_release);
+  return false;
+}
+
+Result<bool> LockFile::TryRemove() {
+  LockOptions options;
+  options.operation = "remove lock file";
+  bool stale = false;
+  Result<LockGuard> guard = Acquire(LockMode::kExclusive, options, /*try_only=*/true, &stale);
+  if (!guard.ok()) {
+    if (stale || guard.status().code() == Code::kBusy) return false;
+    return guard.status();
+  }
+  {
+    // Under the registry mutex, so that no thread of this process opens the path between the
+    // unlink and the registry forgetting this file.
+    std::lock_guard<std::mutex> r(g_registry_mu);
+    std::lock_guard<std::mutex> l(mu_);
+    page_->removed.store(1, std::memory_order_seq_cst);
+    if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
+      Status s = Status::FromErrno(errno, "remove lock file " + path_);
+      page_->removed.store(0, std::memory_order_release);
+      return s;
+    }
+    removed_ = true;
+    auto it = Registry().find({dev_, ino_});
+    if (it != Registry().end() && it->second.lock().get() == this) Registry().erase(it);
+  }
+  guard->Release();
+  return true;
+}
+
 // ---- public handles ----
+
+namespace {
+
+// Acquires on `file`, and on the file now at its path each time the one locked turns out to
+// have been removed meanwhile (the remaining deadline carries over).
+Result<LockGuard> AcquireReopening(std::shared_ptr<LockFile> file, LockMode mode,
+                                   const LockOptions& options, bool try_only) {
+  const Clock::time_point start = Clock::now();
+  std::optional<LockOptions> rest;
+  for (;;) {
+    bool stale = false;
+    Result<LockGuard> guard = file->Acquire(mode, rest ? *rest : options, try_only, &stale);
+    if (!stale) return guard;
+    Result<std::shared_ptr<LockFile>> reopened = LockFile::Open(file->path(), file->name());
+    if (!reopened.ok()) return reopened.status();
+    file = std::move(*reopened);
+    if (!rest) rest = options;
+    if (options.timeout != kWaitForever) {
+      Duration spent = std::chrono::duration_cast<Duration>(Clock::now() - start);
+      rest->timeout = std::max(Duration::zero(), options.timeout - spent);
+    }
+  }
+}
+
+}  // namespace
 
 std::string_view LockModeName(LockMode mode) {
   switch (mode) {
@@ -578,14 +674,14 @@ const std::string& Lock::path() const { return file_->path(); }
 
 Result<LockGuard> Lock::Acquire(LockMode mode, const LockOptions& options) const {
   if (!file_) return Status(Code::kFailedPrecondition, "acquire on an empty lock handle");
-  return file_->Acquire(mode, options, /*try_only=*/false);
+  return AcquireReopening(file_, mode, options, /*try_only=*/false);
 }
 
 Result<LockGuard> Lock::TryAcquire(LockMode mode, std::string_view operation) const {
   if (!file_) return Status(Code::kFailedPrecondition, "acquire on an empty lock handle");
   LockOptions options;
   options.operation = std::string(operation);
-  return file_->Acquire(mode, options, /*try_only=*/true);
+  return AcquireReopening(file_, mode, options, /*try_only=*/true);
 }
 
 Result<LockInfo> Lock::Inspect() const {

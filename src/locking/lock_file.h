@@ -42,7 +42,12 @@ class LockFile : public std::enable_shared_from_this<LockFile> {
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
 
-  Result<LockGuard> Acquire(LockMode mode, const LockOptions& options, bool try_only);
+  // *stale is set (and an error returned) when this file was removed (RemoveIfUnused) before
+  // the lock was granted: the caller reopens the path and tries again on the new file.
+  Result<LockGuard> Acquire(LockMode mode, const LockOptions& options, bool try_only, bool* stale);
+  // Removes the file if nobody (this process included) holds or waits for it: takes it
+  // exclusively (try), marks it removed, unlinks it, releases. true: removed by this call.
+  Result<bool> TryRemove();
   Status Upgrade(uint64_t id, const LockOptions& options, bool try_only);
   void Downgrade(uint64_t id, LockMode from, LockMode to);
   void Release(uint64_t id, LockMode mode);
@@ -92,6 +97,10 @@ class LockFile : public std::enable_shared_from_this<LockFile> {
   void Wake();
   // "pid 12 (pull x) for 3.1s, ..." for the holders other than the caller; "" if none known.
   std::string DescribeHolders(bool for_notice);
+  // Whether the file was removed by a RemoveIfUnused (here or in another process). Cheap unless
+  // the shared page says a removal happened: then one fstat. Call while holding a kernel lock
+  // (or after a try failed) so that no remover is half-way. (REQUIRES mu_)
+  Result<bool> Stale();
   bool Inherited() const;  // true in a forked child
   Status InheritedError() const;
 
@@ -120,6 +129,7 @@ class LockFile : public std::enable_shared_from_this<LockFile> {
   std::map<uint64_t, Entry> holders_;  // granted guards (kernel reached)
   std::map<uint64_t, Entry> waiters_;  // threads that have waited at least once
   uint64_t next_id_ = 1;
+  bool removed_ = false;  // the path no longer names this file: acquisitions reopen it
 };
 
 }  // namespace imgstore::locking

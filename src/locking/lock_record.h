@@ -34,6 +34,11 @@ struct WakePage {
   std::atomic<uint32_t> gate_writers;
   char magic[8];
   char name[240];
+  // Set by LockSpace::RemoveIfUnused while it holds the lock exclusively, just before it unlinks
+  // the file: an acquirer that sees it checks (fstat) whether the file it locked is still linked.
+  // A hint only; a remover killed between setting it and unlinking leaves a linked file, which
+  // the next holder notices and clears.
+  std::atomic<uint32_t> removed;
 };
 static_assert(sizeof(WakePage) <= kHeaderSize);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);

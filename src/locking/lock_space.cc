@@ -1,4 +1,5 @@
-// LockSpace: a directory of lock files; names, listing, and the file-descriptor limit.
+// LockSpace: a directory of lock files; names, listing, removal of unused lock files, and the
+// file-descriptor limit.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -38,6 +39,15 @@ bool ValidNameChar(char c) {
          c == '_' || c == ':' || c == '@' || c == '+' || c == '=' || c == '-';
 }
 
+Status CheckName(std::string_view name) {
+  bool valid = !name.empty() && name.size() <= kMaxNameLength && name.front() != '.' &&
+               std::all_of(name.begin(), name.end(), ValidNameChar);
+  if (valid) return Status::OK();
+  return Status(Code::kInvalidArgument,
+                "invalid lock name \"" + std::string(name) +
+                    "\": use 1 to 200 of [A-Za-z0-9._:@+=-], not starting with '.'");
+}
+
 }  // namespace
 
 Result<LockSpace> LockSpace::Open(const std::string& dir) {
@@ -47,17 +57,25 @@ Result<LockSpace> LockSpace::Open(const std::string& dir) {
 }
 
 Result<Lock> LockSpace::Get(std::string_view name) const {
-  bool valid = !name.empty() && name.size() <= kMaxNameLength && name.front() != '.' &&
-               std::all_of(name.begin(), name.end(), ValidNameChar);
-  if (!valid) {
-    return Status(Code::kInvalidArgument,
-                  "invalid lock name \"" + std::string(name) +
-                      "\": use 1 to 200 of [A-Za-z0-9._:@+=-], not starting with '.'");
-  }
+  IMGSTORE_RETURN_IF_ERROR(CheckName(name));
   Result<std::shared_ptr<LockFile>> file =
       LockFile::Open(dir_ + "/" + std::string(name) + std::string(kLockSuffix), name);
   if (!file.ok()) return file.status();
   return Lock(std::move(*file));
+}
+
+Result<bool> LockSpace::RemoveIfUnused(std::string_view name) const {
+  IMGSTORE_RETURN_IF_ERROR(CheckName(name));
+  const std::string path = dir_ + "/" + std::string(name) + std::string(kLockSuffix);
+  // Opening would create it: a file that is not there has nothing to remove.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    return Status::FromErrno(errno, "stat lock file " + path);
+  }
+  Result<std::shared_ptr<LockFile>> file = LockFile::Open(path, name);
+  if (!file.ok()) return file.status();
+  return (*file)->TryRemove();
 }
 
 Result<std::vector<LockInfo>> LockSpace::List(bool only_active) const {

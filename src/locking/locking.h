@@ -20,7 +20,9 @@
 // on an open file description, released when the process exits, however it exits. Nothing on
 // disk means "locked"; the content of a lock file is diagnostics (who holds, who waits) and a
 // wake-up word, never state. Lock files are opened once per process (an in-process registry
-// keyed by device and inode) and stay open while any handle or guard refers to them.
+// keyed by device and inode) and stay open while any handle or guard refers to them. A lock file
+// nobody uses may be deleted (LockSpace::RemoveIfUnused); acquisitions then transparently use
+// the new file at the same path.
 //
 // Fairness (docs/locking.md has the argument):
 //   - a waiting exclusive locker is not starved by a stream of shared lockers: once it is next,
@@ -171,6 +173,15 @@ class LockSpace {
   // The lock called `name` ([A-Za-z0-9._:@+=-], 1..200 characters, not starting with '.'; the
   // file is DIR/NAME.lock).
   Result<Lock> Get(std::string_view name) const;
+
+  // Deletes the lock file `name` if no thread or process holds or waits for it (it is taken
+  // exclusively with a try, unlinked while held, then released); true when this call removed it,
+  // false when it is in use or absent. Safe against every concurrent use: an acquirer that
+  // locked the file just before it was unlinked notices after acquiring (the shared page marks
+  // the removal; fstat confirms st_nlink == 0) and retries on the file now at the path, so two
+  // holders can never end up on two different files of one name. For the owners of per-object
+  // locks whose object no longer exists (gc of blob-sha256-HEX locks).
+  Result<bool> RemoveIfUnused(std::string_view name) const;
 
   // Every lock file in the directory with its live holders and waiters (this process included),
   // sorted by name. With only_active, locks nobody holds or waits for are left out.

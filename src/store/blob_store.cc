@@ -167,6 +167,7 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
     had_row = row->has_value();
   }
 
+  // The row, and the end of the intent-log entry (below) in the same transaction.
   auto record = [&](uint64_t size) -> Result<BlobInfo> {
     BlobInfo info{expected, size, options.media_type, NowNs()};
     Result<WriteTransaction> txn = db_->BeginWrite();
@@ -182,6 +183,7 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
           .Bind(4, info.created_unix_ns);
       IMGSTORE_RETURN_IF_ERROR(st->Run());
     }
+    IMGSTORE_RETURN_IF_ERROR(SetPendingBlob(*txn, expected, false));
     IMGSTORE_RETURN_IF_ERROR(txn->Commit());
     return info;
   };
@@ -241,6 +243,14 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
                                          std::to_string(size) + " bytes)");
   }
 
+  // Before the file appears in blobs/ without a row, the intent log names it (docs/store.md
+  // "Crash analysis"): a kill between the rename and the commit of the row then leaves an entry
+  // that the next Store::Open finishes (it removes the file, since the lock is free and no row
+  // came), instead of an orphan file that check would report.
+  if (!had_row) {
+    Status logged = LogPendingBlob(expected);
+    if (!logged.ok()) return logged.WithContext(what);
+  }
   // Sync, close, rename into blobs/sha256/ (never over an existing name), sync the directory.
   Status s = tmp->Commit(target, CommitMode::kNoReplace);
   if (!s.ok()) {
@@ -254,7 +264,9 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
 
   Result<BlobInfo> info = record(size);
   if (!info.ok()) {
-    if (!had_row) (void)env_->RemoveFile(target);  // keep "no file without a row"
+    // Keep "no file without a row"; if this removal fails too, the log entry stays and the
+    // next open finishes it.
+    if (!had_row && env_->RemoveFile(target).ok()) (void)ClearPendingBlob(expected);
     return info.status().WithContext(what);
   }
   return IngestResult{std::move(*info), true};
@@ -287,16 +299,39 @@ Status Store::RemoveBlob(const Digest& digest) {
       IMGSTORE_RETURN_IF_ERROR(s);
     }
     removed_rows = txn->Changes();
+    IMGSTORE_RETURN_IF_ERROR(SetPendingBlob(*txn, digest, true));
     IMGSTORE_RETURN_IF_ERROR(txn->Commit());
   }
-  // Row first, then the file: a crash in between leaves an unrecorded file (garbage that Repair
-  // removes and a re-ingest adopts), never a row without its file.
+  // Row first, then the file: a crash in between leaves a file that the intent log names (the
+  // next open removes it), never a row without its file.
   Status s = env_->RemoveFile(BlobPath(digest));
-  if (s.code() == Code::kNotFound) {
-    if (removed_rows == 0) return Status(Code::kNotFound, what + ": not in the store");
-    return Status::OK();
-  }
-  return s;
+  if (s.code() == Code::kNotFound) s = Status::OK();
+  if (!s.ok()) return s.WithContext(what);  // the log entry stays: the next open retries
+  IMGSTORE_RETURN_IF_ERROR(ClearPendingBlob(digest));
+  if (removed_rows == 0) return Status(Code::kNotFound, what + ": not in the store");
+  return Status::OK();
+}
+
+Status Store::SetPendingBlob(Transaction& txn, const Digest& digest, bool pending) {
+  Result<Statement> st =
+      txn.Prepare(pending ? "INSERT OR IGNORE INTO gc_pending (kind, digest) VALUES ('blob', ?)"
+                          : "DELETE FROM gc_pending WHERE kind = 'blob' AND digest = ?");
+  if (!st.ok()) return st.status();
+  return st->Bind(1, digest.ToString()).Run();
+}
+
+Status Store::LogPendingBlob(const Digest& digest) {
+  Result<WriteTransaction> txn = db_->BeginWrite();
+  if (!txn.ok()) return txn.status();
+  IMGSTORE_RETURN_IF_ERROR(SetPendingBlob(*txn, digest, true));
+  return txn->Commit();
+}
+
+Status Store::ClearPendingBlob(const Digest& digest) {
+  Result<WriteTransaction> txn = db_->BeginWrite();
+  if (!txn.ok()) return txn.status();
+  IMGSTORE_RETURN_IF_ERROR(SetPendingBlob(*txn, digest, false));
+  return txn->Commit();
 }
 
 }  // namespace imgstore::store

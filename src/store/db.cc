@@ -334,4 +334,16 @@ Result<WriteTransaction> Db::BeginWrite() {
   return txn;
 }
 
+Result<std::vector<std::string>> Transaction::SelectColumn(std::string_view sql) {
+  Result<Statement> st = Prepare(sql);
+  if (!st.ok()) return st.status();
+  std::vector<std::string> values;
+  for (;;) {
+    Result<bool> row = st->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return values;
+    values.push_back(st->ColumnText(0));
+  }
+}
+
 }  // namespace imgstore::store

@@ -141,6 +141,8 @@ class Transaction {
   Status Exec(std::string_view sql) { return conn_->Exec(sql); }
   int64_t Changes() const { return conn_->Changes(); }
   Connection& connection() { return *conn_; }
+  // The first column of every row of `sql` (a query without parameters), as text.
+  Result<std::vector<std::string>> SelectColumn(std::string_view sql);
 
  protected:
   Transaction(Db* db, std::unique_ptr<Connection> conn) : db_(db), conn_(std::move(conn)) {}

@@ -1,17 +1,26 @@
-// Helpers shared by images.cc and names.cc (not part of the Store contract): resolving an image
-// inside a transaction, parsing names, reading an image row, and RFC 3339 times (time_text.cc).
+// Helpers shared by images.cc, names.cc and pull.cc (not part of the Store contract): resolving
+// an image inside a transaction, parsing names, reading an image row, RFC 3339 times
+// (time_text.cc), and AddImage with what a pull knows besides the manifest (its index, verified
+// diffIDs).
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "images/manifest.h"
 #include "images/reference.h"
 #include "store/db.h"
 #include "store/images.h"
 #include "util/digest.h"
 #include "util/status.h"
+
+namespace imgstore::store {
+class Store;
+}
 
 namespace imgstore::store::internal {
 
@@ -44,5 +53,29 @@ Status PutName(Transaction& txn, const images::Reference& name, const Digest& id
 Result<int64_t> ParseRfc3339(std::string_view text);
 // Unix nanoseconds to RFC 3339 in UTC, fraction without trailing zeros: "2024-05-01T10:00:00.5Z".
 std::string FormatRfc3339(int64_t unix_ns);
+
+// An index (or Docker manifest list) a pull went through to reach the image's manifest.
+struct IndexRecord {
+  Digest digest;  // of the exact bytes, already ingested as a blob
+  uint64_t size = 0;
+  images::ImageIndex index;
+};
+
+// What a pull records besides what Store::AddImage takes.
+struct AddImageExtras {
+  // Top index first, each listing the next; the image's index_digest is the first. Each is
+  // recorded (manifests kind 'index' and its index_entries, all children including those not
+  // pulled) in AddImage's write transaction.
+  std::vector<IndexRecord> indexes;
+  // One per layer (or empty): the layer's diffID was checked against its decompressed bytes.
+  std::vector<bool> diff_id_verified;
+};
+
+// Store::AddImage with extras, all in its one write transaction.
+Result<AddImageResult> AddImageWith(Store& store, std::string_view manifest_bytes,
+                                    std::string_view manifest_media_type,
+                                    std::string_view config_bytes,
+                                    std::span<const std::string> names,
+                                    const AddImageExtras& extras);
 
 }  // namespace imgstore::store::internal

@@ -104,8 +104,21 @@ CREATE TABLE lease_blobs (
 CREATE INDEX lease_blobs_by_blob ON lease_blobs(blob_digest);
 )sql";
 
+// Version 2: gc's intent log. gc records each blob file and each layer directory it is about to
+// remove in the same write transaction that deletes their rows, and deletes the entry once the
+// file is gone; Store::Open finishes the entries of a gc that was killed in between (docs/gc.md).
+// Usually empty, so the query of every open reads one empty page.
+constexpr std::string_view kSchemaV2 = R"sql(
+CREATE TABLE gc_pending (
+  kind   TEXT NOT NULL CHECK (kind IN ('blob', 'layer')),
+  digest TEXT NOT NULL,
+  PRIMARY KEY (kind, digest)
+) WITHOUT ROWID;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, kSchemaV1},
+    {2, kSchemaV2},
 };
 
 Result<int> ReadVersion(Transaction& txn) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "store/gc_internal.h"
 #include "store/schema.h"
 
 namespace imgstore::store {
@@ -67,6 +68,18 @@ std::string_view ProblemKindName(ProblemKind kind) {
       return "stale-ingest";
     case ProblemKind::kUnknownEntry:
       return "unknown-entry";
+    case ProblemKind::kDatabase:
+      return "database";
+    case ProblemKind::kDanglingName:
+      return "dangling-name";
+    case ProblemKind::kMissingReference:
+      return "missing-reference";
+    case ProblemKind::kLayerChain:
+      return "layer-chain";
+    case ProblemKind::kImageMismatch:
+      return "image-mismatch";
+    case ProblemKind::kIndexMismatch:
+      return "index-mismatch";
   }
   return "unknown";
 }
@@ -183,6 +196,13 @@ Status Store::Recover() {
   Result<int> files = locks_.RemoveDeadLeases();
   if (!files.ok()) return files.status();
   recovery_.leases_removed = static_cast<int>(dead.size()) + *files;
+
+  // 3. Removals of a gc killed between its commit and its unlinks: its intent log, gc_pending
+  //    (docs/gc.md). One read of an empty table in the common case, never a listing of blobs/,
+  //    so that `imgstore list` stays fast.
+  Result<gc_internal::PendingResult> pending =
+      gc_internal::FinishPendingRemovals(*db_, env_, locks_, root_);
+  if (!pending.ok()) return pending.status().WithContext("finish an interrupted gc");
   return Status::OK();
 }
 

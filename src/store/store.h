@@ -98,6 +98,14 @@ enum class ProblemKind {
   kOrphanFile,      // a file in blobs/ without a row
   kStaleIngest,     // an entry in ingest/ whose writer is dead
   kUnknownEntry,    // something in blobs/ or ingest/ that imgstore never writes
+  // Metadata (docs/gc.md "Check"):
+  kDatabase,          // PRAGMA quick_check found damage in meta.db (not repairable here)
+  kDanglingName,      // a name whose image does not exist (repair: the name is dropped)
+  kMissingReference,  // a row refers to a blob, manifest or lease that is not recorded (repair:
+                      // only index entries and lease pins without their parent are dropped)
+  kLayerChain,        // an image's layer chain disagrees with the layers rows
+  kImageMismatch,     // an image's manifest is not an image manifest of that config
+  kIndexMismatch,     // an image's index is not an index, or does not list its manifest
 };
 std::string_view ProblemKindName(ProblemKind kind);
 
@@ -159,6 +167,11 @@ struct PullOptions {
   bool verify_diff_ids = false;
   // Called from the pulling thread as bytes arrive (progress bars); may be empty.
   std::function<void(const PullProgress&)> on_progress;
+  // How many indexes deep a pull follows an index whose chosen entry is itself an index. Real
+  // images nest one (rarely two); the bound stops a hostile source that nests without end.
+  int max_index_depth = 8;
+  // Bounds on the manifests, indexes and config read from the source.
+  images::ParseLimits limits;
 };
 
 struct PullResult {
@@ -183,8 +196,10 @@ struct GcReport {
   int manifests_removed = 0;          // manifest/index rows no image refers to
   int layers_removed = 0;             // layer-chain rows no image refers to (and their dirs)
   int leases_removed = 0;             // dead leases (rows and files)
-  int lock_files_removed = 0;         // lock files of blobs that no longer exist
-  int skipped_busy = 0;               // candidates skipped because an ingest or lease holds them
+  int lock_files_removed = 0;         // lock files of blobs and layers that no longer exist
+  int orphan_files_removed = 0;       // files in blobs/ without a row (left by a crash)
+  int skipped_busy = 0;               // candidates skipped because an ingest or unpack holds them
+  // (Blobs that a live lease pins are not candidates at all: they are kept silently.)
 };
 
 // Store::DiskUsage (df).
@@ -196,6 +211,8 @@ struct DiskUsage {
   uint64_t layer_bytes = 0;        // their recorded unpacked size
   uint64_t reclaimable_blobs = 0;  // what gc would remove now
   uint64_t reclaimable_bytes = 0;
+  uint64_t reclaimable_layers = 0;  // unpacked layers gc would remove now
+  uint64_t reclaimable_layer_bytes = 0;
 };
 
 class Store {
@@ -328,6 +345,12 @@ class Store {
   Status Recover();
   Result<locking::LockGuard> LockBlob(const Digest& digest, const std::string& operation);
   Result<std::optional<BlobInfo>> FindBlob(const Digest& digest);
+  // The intent log (table gc_pending): a blob file that may exist without its row. Entries are
+  // written before such a window opens and cleared when it closes; Store::Open finishes the
+  // entries of killed writers and removers (docs/gc.md "The intent log").
+  Status SetPendingBlob(Transaction& txn, const Digest& digest, bool pending);
+  Status LogPendingBlob(const Digest& digest);
+  Status ClearPendingBlob(const Digest& digest);
   Result<CheckReport> CheckImpl(bool verify_content, bool repair);
 
   std::string root_;
@@ -345,5 +368,10 @@ std::string IngestDir(const std::string& root);  // ROOT/ingest
 std::string BlobLockName(const Digest& digest);
 // The digest an ingest entry belongs to ("sha256-HEX.<random>"), or an empty Digest.
 Digest IngestEntryDigest(std::string_view name);
+// Where an unpacked layer lives: ROOT/layers/sha256-HEX (no ':' — overlayfs separates lowerdirs
+// with it), and its lock "layer-sha256-HEX" (held while the directory is used or extracted; gc
+// removes the directory only after its row is gone and with this lock held). docs/gc.md.
+std::string LayerDir(const std::string& root, const Digest& chain_id);
+std::string LayerLockName(const Digest& chain_id);
 
 }  // namespace imgstore::store

@@ -1,5 +1,6 @@
 // Tests of store/schema.h: creation, migration of an older version (all at once, or not at
-// all), refusal of a newer one, and the constraints and indexes the later increments rely on.
+// all; version 1 to 2 adds gc's intent log), refusal of a newer one, and the constraints and
+// indexes the later increments rely on.
 #include "store/schema.h"
 
 #include <gtest/gtest.h>
@@ -46,9 +47,9 @@ TEST(SchemaTest, NewDatabaseGetsTheWholeSchema) {
   ASSERT_TRUE(EnsureSchema(*db).ok());
   EXPECT_EQ(*SchemaVersion(*db), kSchemaVersion);
   EXPECT_EQ(Migrations().back().version, kSchemaVersion);
-  EXPECT_EQ(Names(*db, "table"),
-            (std::set<std::string>{"blobs", "manifests", "index_entries", "images", "names",
-                                   "layers", "image_layers", "leases", "lease_blobs"}));
+  EXPECT_EQ(Names(*db, "table"), (std::set<std::string>{"blobs", "manifests", "index_entries",
+                                                        "images", "names", "layers", "image_layers",
+                                                        "leases", "lease_blobs", "gc_pending"}));
   std::set<std::string> indexes = Names(*db, "index");
   for (const char* want : {"images_by_created", "names_by_image", "image_layers_by_blob",
                            "lease_blobs_by_blob", "manifests_by_config"}) {
@@ -139,6 +140,55 @@ TEST(SchemaTest, RealSchemaMigratesAStoreThatClaimsVersionZero) {
   Result<std::unique_ptr<Store>> store = Store::Open(root.path());
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   EXPECT_EQ(*SchemaVersion((*store)->db()), kSchemaVersion);
+}
+
+TEST(SchemaTest, AVersion1StoreGetsGcsIntentLogAndKeepsItsRows) {
+  // A store made by an imgstore of schema version 1 (migration 1 only), with a blob in it.
+  TempDir root;
+  const std::string blob = "sha256:" + std::string(64, 'b');
+  {
+    auto db = OpenDb(root.Sub("meta.db"));
+    ASSERT_TRUE(EnsureSchema(*db, Migrations().first(1)).ok());
+    ASSERT_EQ(*SchemaVersion(*db), 1);
+    EXPECT_EQ(Names(*db, "table").count("gc_pending"), 0u);
+    ASSERT_TRUE(Exec(*db, "INSERT INTO blobs VALUES ('" + blob + "', 3, '', 1)").ok());
+  }
+  Result<std::unique_ptr<Store>> store = Store::Open(root.path());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  Db& db = (*store)->db();
+  EXPECT_EQ(*SchemaVersion(db), 2);
+  EXPECT_EQ(Names(db, "table").count("gc_pending"), 1u);
+  Result<ReadTransaction> txn = db.BeginRead();
+  ASSERT_TRUE(txn.ok());
+  Result<Statement> st = txn->Prepare("SELECT digest FROM blobs");
+  ASSERT_TRUE(st.ok() && *st->Step());
+  EXPECT_EQ(st->ColumnText(0), blob) << "migration lost data";
+}
+
+TEST(SchemaTest, GcPendingIsOneEntryPerKindAndDigestReadInKeyOrder) {
+  TempDir dir;
+  auto db = OpenDb(dir.Sub("meta.db"));
+  ASSERT_TRUE(EnsureSchema(*db).ok());
+  const std::string d = "sha256:" + std::string(64, 'd');
+  ASSERT_TRUE(
+      Exec(*db, "INSERT INTO gc_pending VALUES ('blob', '" + d + "'), ('layer', '" + d + "')")
+          .ok());
+  EXPECT_EQ(Exec(*db, "INSERT INTO gc_pending VALUES ('blob', '" + d + "')").code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(Exec(*db, "INSERT INTO gc_pending VALUES ('manifest', '" + d + "')").code(),
+            Code::kInvalidArgument)
+      << "only blobs and layers";
+  // Store::Open reads it on every open: by its key, with no sort.
+  Result<ReadTransaction> txn = db->BeginRead();
+  ASSERT_TRUE(txn.ok());
+  Result<Statement> st = txn->Prepare(
+      "EXPLAIN QUERY PLAN SELECT kind, digest FROM gc_pending WHERE (kind, digest) > (?1, ?2) "
+      "ORDER BY kind, digest LIMIT ?3");
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  std::string plan;
+  while (*st->Step()) plan += st->ColumnText(3) + "\n";
+  EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("PRIMARY KEY"), std::string::npos) << plan;
 }
 
 TEST(SchemaTest, ForeignKeysProtectReferencedBlobs) {

@@ -13,6 +13,9 @@
 //       read of the source (its text without the newline); "end" ends the blob. Prints
 //       "ack <bytes so far>" after each line has been handed to the store, then the result as
 //       above.
+//   lease ROOT DIGEST LABEL
+//       Opens the store, creates a lease labelled LABEL pinning DIGEST, prints "lease <id>", and
+//       holds it until stdin ends (then releases it and prints "released"); tests kill -9 it.
 #include <unistd.h>
 
 #include <chrono>
@@ -50,7 +53,7 @@ int Finish(const Result<IngestResult>& r) {
 
 int Main(int argc, char** argv) {
   if (argc < 5) {
-    std::cerr << "usage: store_helper ingest-file|ingest-stdin ROOT DIGEST SIZE ...\n";
+    std::cerr << "usage: store_helper ingest-file|ingest-stdin|lease ROOT DIGEST SIZE|LABEL ...\n";
     return 64;
   }
   std::string cmd = argv[1];
@@ -99,6 +102,20 @@ int Main(int argc, char** argv) {
           return n;
         });
     return Finish(r);
+  }
+  if (cmd == "lease") {
+    Result<std::unique_ptr<StoreLease>> lease = (*store)->CreateLease(argv[4]);
+    if (!lease.ok()) Fail(lease.status());
+    Status pinned = (*lease)->Pin(std::span<const Digest>(&*digest, 1));
+    if (!pinned.ok()) Fail(pinned);
+    Say("lease " + (*lease)->id());
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+    Status released = (*lease)->Release();
+    if (!released.ok()) Fail(released);
+    Say("released");
+    return 0;
   }
   std::cerr << "store_helper: bad command\n";
   return 64;

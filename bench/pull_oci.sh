@@ -1,0 +1,73 @@
+#!/bin/sh
+# Benchmark of `imgstore pull oci:` against the two costs it cannot avoid: hashing the bytes
+# (sha256sum) and writing them durably (cp + sync). Prints the median of RUNS runs of each and
+# the ratio of pull's throughput to the slower of the two (target: >= 0.60).
+#
+# Usage: bench/pull_oci.sh [IMGSTORE_BINARY]
+#   SIZE_MB (default 800): size of the one gzip-typed layer (random bytes, so gzip keeps the size)
+#   RUNS (default 3); CACHE (default ~/.cache/imgstore-bench): where the image is generated once
+# The page cache is not dropped: every contender reads a cached source.
+set -eu
+BIN=${1:-build/imgstore}
+SIZE_MB=${SIZE_MB:-800}
+RUNS=${RUNS:-3}
+CACHE=${CACHE:-$HOME/.cache/imgstore-bench}
+LAYOUT=$CACHE/oci-$SIZE_MB
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgstore-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+size() { stat -c %s "$1"; }
+
+if [ ! -f "$LAYOUT/index.json" ]; then
+  echo "generating a ${SIZE_MB} MB layer in $LAYOUT (once)" >&2
+  rm -rf "$LAYOUT" && mkdir -p "$LAYOUT/blobs/sha256" "$WORK/gen"
+  head -c "${SIZE_MB}M" /dev/urandom >"$WORK/gen/data"
+  tar -C "$WORK/gen" -cf "$WORK/layer.tar" data
+  gzip -1 -c "$WORK/layer.tar" >"$WORK/layer.tar.gz"
+  diff_id=$(sha "$WORK/layer.tar")
+  layer=$(sha "$WORK/layer.tar.gz")
+  mv "$WORK/layer.tar.gz" "$LAYOUT/blobs/sha256/$layer"
+  layer_size=$(size "$LAYOUT/blobs/sha256/$layer")
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$diff_id" >"$WORK/config"
+  config=$(sha "$WORK/config")
+  config_size=$(size "$WORK/config")
+  mv "$WORK/config" "$LAYOUT/blobs/sha256/$config"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
+    "$config" "$config_size" "$layer" "$layer_size" >"$WORK/manifest"
+  manifest=$(sha "$WORK/manifest")
+  manifest_size=$(size "$WORK/manifest")
+  mv "$WORK/manifest" "$LAYOUT/blobs/sha256/$manifest"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$LAYOUT/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+    "$manifest" "$manifest_size" >"$LAYOUT/index.json"
+  rm -rf "$WORK/gen" "$WORK/layer.tar"
+fi
+BLOB=$(ls -S "$LAYOUT/blobs/sha256" | head -1)
+BLOB=$LAYOUT/blobs/sha256/$BLOB
+cat "$BLOB" >/dev/null  # warm the cache for everyone alike
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+: >"$WORK/pull" ; : >"$WORK/sha" ; : >"$WORK/cp"
+i=0
+while [ "$i" -lt "$RUNS" ]; do
+  t0=$(now); "$BIN" --root "$WORK/store$i" pull -q "oci:$LAYOUT:bench"; t1=$(now)
+  echo "$t1 - $t0" | bc >>"$WORK/pull"
+  rm -rf "$WORK/store$i"
+  t0=$(now); sha256sum "$BLOB" >/dev/null; t1=$(now)
+  echo "$t1 - $t0" | bc >>"$WORK/sha"
+  t0=$(now); cp "$BLOB" "$WORK/copy" && sync "$WORK/copy"; t1=$(now)
+  echo "$t1 - $t0" | bc >>"$WORK/cp"
+  rm -f "$WORK/copy"
+  i=$((i + 1))
+done
+mb=$(echo "$(size "$BLOB") / 1000000" | bc -l)
+pull=$(median <"$WORK/pull"); shat=$(median <"$WORK/sha"); cpt=$(median <"$WORK/cp")
+slower=$(echo "if ($shat > $cpt) $shat else $cpt" | bc -l)
+printf 'layer: %.0f MB, %s runs (medians)\n' "$mb" "$RUNS"
+printf 'imgstore pull oci:  %6.2f s  %7.1f MB/s\n' "$pull" "$(echo "$mb / $pull" | bc -l)"
+printf 'sha256sum           %6.2f s  %7.1f MB/s\n' "$shat" "$(echo "$mb / $shat" | bc -l)"
+printf 'cp + sync           %6.2f s  %7.1f MB/s\n' "$cpt" "$(echo "$mb / $cpt" | bc -l)"
+printf 'pull / slower of the two: %.2f (target >= 0.60)\n' "$(echo "$slower / $pull" | bc -l)"
