@@ -495,18 +495,12 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
     Keep(&first_error, finished_pending.status());
   }
   std::set<std::string> recorded;
-  std::set<std::string> layer_rows;
   {
     Result<ReadTransaction> txn = db_->BeginRead();
     if (!txn.ok()) return txn.status().WithContext(what);
-    auto hex_set = [&](std::string_view sql, std::set<std::string>* out) -> Status {
-      Result<std::vector<std::string>> digests = txn->SelectColumn(sql);
-      if (!digests.ok()) return digests.status();
-      for (const std::string& text : *digests) out->insert(text.substr(text.find(':') + 1));
-      return Status::OK();
-    };
-    IMGSTORE_RETURN_IF_ERROR(hex_set("SELECT digest FROM blobs", &recorded));
-    IMGSTORE_RETURN_IF_ERROR(hex_set("SELECT chain_id FROM layers", &layer_rows));
+    Result<std::vector<std::string>> digests = txn->SelectColumn("SELECT digest FROM blobs");
+    if (!digests.ok()) return digests.status();
+    for (const std::string& text : *digests) recorded.insert(text.substr(text.find(':') + 1));
   }
   Result<std::vector<std::string>> files = env_->ListDir(BlobsDir(root_));
   if (!files.ok()) return files.status().WithContext(what);
@@ -525,23 +519,18 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
     if (s.code() != Code::kNotFound) Keep(&first_error, s);
   }
 
-  // 6. Lock files of blobs and layers that do not exist. A lock file in use (an ingest of a new
-  //    blob) is left alone by RemoveIfUnused; a lock file removed under an acquirer's feet is
-  //    noticed by it (locking.h), so this is safe against every interleaving.
+  // 6. Lock files nobody holds, of blobs and layers (present or not): one is created per
+  //    digest ever ingested or layer ever unpacked, and an idle one is only an inode. A lock
+  //    file in use (an ingest, an unpack, a mount) is left alone by RemoveIfUnused, and one
+  //    removed under an acquirer's feet is noticed by it (locking.h), so this is safe against
+  //    every interleaving; the next user simply creates it again.
   Result<std::vector<std::string>> lock_files = env_->ListDir(locks_.dir());
   if (!lock_files.ok()) return lock_files.status().WithContext(what);
   for (const std::string& file : *lock_files) {
     constexpr std::string_view kSuffix = ".lock";
     if (!file.ends_with(kSuffix)) continue;
     std::string_view name(file.data(), file.size() - kSuffix.size());
-    bool gone = false;
-    if (name.starts_with("blob-sha256-")) {
-      gone = recorded.count(std::string(name.substr(12))) == 0;
-    } else if (name.starts_with("layer-sha256-")) {
-      std::string hex(name.substr(13));
-      gone = layer_rows.count(hex) == 0 && !env_->FileExists(root_ + "/layers/sha256-" + hex);
-    }
-    if (!gone) continue;
+    if (!name.starts_with("blob-sha256-") && !name.starts_with("layer-sha256-")) continue;
     Result<bool> removed = locks_.RemoveIfUnused(name);
     if (!removed.ok()) {
       Keep(&first_error, removed.status());

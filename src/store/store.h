@@ -196,7 +196,7 @@ struct GcReport {
   int manifests_removed = 0;          // manifest/index rows no image refers to
   int layers_removed = 0;             // layer-chain rows no image refers to (and their dirs)
   int leases_removed = 0;             // dead leases (rows and files)
-  int lock_files_removed = 0;         // lock files of blobs and layers that no longer exist
+  int lock_files_removed = 0;         // idle lock files of blobs and layers (held ones stay)
   int orphan_files_removed = 0;       // files in blobs/ without a row (left by a crash)
   int skipped_busy = 0;               // candidates skipped because an ingest or unpack holds them
   // (Blobs that a live lease pins are not candidates at all: they are kept silently.)
