@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -33,13 +35,19 @@ TEST(PullCrashStressTest, KilledPullsLeaveAConsistentStore) {
   WriteOciLayout(img, dir.Sub("src"), "v1");
   const std::string source = "oci:" + dir.Sub("src") + ":v1";
 
-  // How long a whole pull takes here, so that the kills spread over all of it.
-  auto start = std::chrono::steady_clock::now();
-  CliResult full = RunImgstore(dir.Sub("probe"), {"pull", "-q", source});
-  ASSERT_EQ(full.exit_code, 0) << full.Describe();
-  const auto full_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
+  // How long a whole pull takes here, so that the kills spread over all of it: the fastest of
+  // three (a first, cold pull on a loaded machine can take several times longer, and kills
+  // spread over that would mostly land after the pull ended).
+  int64_t full_us = std::numeric_limits<int64_t>::max();
+  for (int probe = 0; probe < 3; ++probe) {
+    ASSERT_TRUE(RemoveTree(dir.Sub("probe")));
+    auto start = std::chrono::steady_clock::now();
+    CliResult full = RunImgstore(dir.Sub("probe"), {"pull", "-q", source});
+    ASSERT_EQ(full.exit_code, 0) << full.Describe();
+    full_us = std::min<int64_t>(full_us, std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now() - start)
+                                             .count());
+  }
 
   std::mt19937 rng(12345);
   std::uniform_int_distribution<int64_t> instant(0, full_us + full_us / 10);
