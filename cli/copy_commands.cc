@@ -15,6 +15,8 @@
 #include "cli/output.h"
 #include "cli/store_open.h"
 #include "images/platform.h"
+#include "registry/credentials.h"
+#include "registry/registry_options.h"
 #include "transports/transports.h"
 
 namespace imgstore::cli {
@@ -26,6 +28,11 @@ struct PullArgs {
   std::string platform;
   bool quiet = false;
   bool verify_diff_ids = false;
+  // Registry access (docs/registry.md). creds is a secret: it is parsed, never printed.
+  std::string creds;
+  std::string authfile;
+  bool tls_verify = true;
+  std::string cert_dir;
 };
 
 struct PushArgs {
@@ -68,8 +75,17 @@ Status RunPull(const GlobalOptions& global, const PullArgs& args) {
   }
   options.names = args.names;
   options.verify_diff_ids = args.verify_diff_ids;
+  registry::RegistryOptions reg;
+  if (!args.creds.empty()) {
+    Result<registry::Credentials> c = registry::ParseCredentials(args.creds);
+    if (!c.ok()) return c.status().WithContext("--creds");
+    reg.credentials = std::move(*c);
+  }
+  reg.auth_file = args.authfile;
+  reg.tls_verify = args.tls_verify;
+  reg.cert_dir = args.cert_dir;
   Result<std::unique_ptr<images::ImageSource>> source =
-      transports::OpenSource(Env::Default(), args.source, options.limits);
+      transports::OpenSource(Env::Default(), args.source, options.limits, reg);
   if (!source.ok()) return source.status();
   options.operation = "pull " + (*source)->Describe();
 
@@ -128,13 +144,22 @@ Status RunPush(const GlobalOptions& global, const PushArgs& args) {
 }  // namespace
 
 void RegisterPullCommand(CLI::App& app, const GlobalOptions& global) {
-  CLI::App* sub = app.add_subcommand(
-      "pull", "copy an image into the store (oci:, oci-archive:, docker-archive:); prints its id");
+  CLI::App* sub = app.add_subcommand("pull",
+                                     "copy an image into the store (registry, oci:, oci-archive:, "
+                                     "docker-archive:); prints its id");
   auto a = std::make_shared<PullArgs>();
   sub->add_option("SOURCE", a->source,
-                  "oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]")
+                  "[docker://]REGISTRY/NAME[:TAG|@DIGEST], oci:DIR[:REF], oci-archive:FILE[:REF] "
+                  "or docker-archive:FILE[:REF]")
       ->required();
   sub->add_option("--name", a->names, "give the image this name (repeatable)");
+  sub->add_option("--creds", a->creds, "registry credentials USER:PASSWORD");
+  sub->add_option("--authfile", a->authfile,
+                  "registry auth file (default: containers auth.json, ~/.docker/config.json)");
+  sub->add_option("--tls-verify", a->tls_verify,
+                  "verify the registry's TLS certificate and require https (default true)");
+  sub->add_option("--cert-dir", a->cert_dir,
+                  "directory with the registry's CA (*.crt) and client.cert/client.key");
   sub->add_option("--platform", a->platform,
                   "OS/ARCH[/VARIANT] to choose from an index (default: this host's)")
       ->check(CLI::Validator(

@@ -2,6 +2,7 @@
 #include "transports/transports.h"
 
 #include "images/reference.h"
+#include "registry/registry_source.h"
 #include "transports/docker_archive.h"
 #include "transports/oci_archive.h"
 #include "transports/oci_dir.h"
@@ -80,6 +81,12 @@ Result<TransportSpec> ParseTransportSpec(std::string_view spec) {
 
 Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
                                                         const images::ParseLimits& limits) {
+  return OpenSource(env, spec, limits, registry::RegistryOptions{});
+}
+
+Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
+                                                        const images::ParseLimits& limits,
+                                                        const registry::RegistryOptions& registry) {
   Result<TransportSpec> t = ParseTransportSpec(spec);
   if (!t.ok()) return t.status();
   switch (t->kind) {
@@ -94,8 +101,11 @@ Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_vi
       da_limits.parse = limits;
       return OpenDockerArchiveSource(env, da->path, da->ref, da_limits);
     }
-    case TransportKind::kRegistry:
-      return RegistryUnsupported("pulling from", t->rest);
+    case TransportKind::kRegistry: {
+      Result<images::Reference> ref = images::ParseReference(t->rest);
+      if (!ref.ok()) return ref.status();
+      return registry::OpenRegistrySource(*ref, registry, limits);
+    }
   }
   return Status(Code::kInternal, "unhandled transport");
 }

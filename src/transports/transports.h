@@ -6,7 +6,7 @@
 //   oci:PATH[:REF]              an OCI image layout directory; REF is an index.json ref.name
 //   oci-archive:FILE[:REF]      a tar of an OCI image layout (gzip/zstd-compressed when reading)
 //   docker-archive:FILE[:REF]   a `docker save` tar
-//   docker://NAME, NAME         a registry reference (not supported yet: kUnsupported)
+//   docker://NAME, NAME         a registry reference (pull only for now; push is kUnsupported)
 // The FIRST ':' after the transport prefix separates the path from REF, so a path cannot
 // contain ':' (as in skopeo on Linux). Anything "xyz:..." that is neither a known transport nor
 // a reference is kInvalidArgument naming the supported transports.
@@ -18,6 +18,7 @@
 
 #include "images/manifest.h"
 #include "images/transport.h"
+#include "registry/registry_options.h"
 #include "util/env.h"
 #include "util/status.h"
 
@@ -40,6 +41,11 @@ std::string_view TransportName(TransportKind kind);
 // (oci-layout and index.json; an archive's member table). limits bound the manifests read.
 Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
                                                         const images::ParseLimits& limits = {});
+// The same, with how to reach a registry (credentials, TLS) when spec names one; ignored by the
+// other transports.
+Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
+                                                        const images::ParseLimits& limits,
+                                                        const registry::RegistryOptions& registry);
 
 // An image destination for spec. Nothing is written before PutImage().
 Result<std::unique_ptr<images::ImageDestination>> OpenDestination(Env* env, std::string_view spec);

@@ -1,0 +1,161 @@
+// RegistrySource (see registry_source.h).
+#include "registry/registry_source.h"
+
+#include <algorithm>
+
+#include "images/media_types.h"
+#include "registry/registry_client.h"
+
+namespace imgstore::registry {
+
+const char* const kManifestAccept =
+    "Accept: application/vnd.oci.image.index.v1+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+
+namespace {
+
+// Blob redirects go to storage (S3, a CDN); more hops than this is a loop.
+constexpr int kMaxBlobRedirects = 5;
+
+// "application/json; charset=utf-8" → "application/json".
+std::string BareMediaType(std::string_view content_type) {
+  size_t semi = content_type.find(';');
+  std::string_view t = content_type.substr(0, semi);
+  while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+  std::string out(t);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// A blob body as a SequentialFile that ends at the descriptor's size.
+class BlobFile final : public SequentialFile {
+ public:
+  BlobFile(std::string name, std::unique_ptr<HttpStream> stream, uint64_t size)
+      : SequentialFile(std::move(name)), stream_(std::move(stream)), left_(size) {}
+
+  Result<size_t> Read(std::span<std::byte> buf) override {
+    size_t filled = 0;
+    // Fill buf (the contract: fewer bytes only at the end), but never past the declared size:
+    // a registry that sends more cannot make the store read it.
+    while (filled < buf.size() && left_ > 0) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size() - filled, left_));
+      Result<size_t> n = stream_->Read(buf.subspan(filled, want));
+      if (!n.ok()) return n.status().WithContext(path());
+      if (*n == 0) break;
+      filled += *n;
+      left_ -= *n;
+    }
+    return filled;
+  }
+
+  Status Skip(uint64_t n) override {
+    std::byte scratch[16384];
+    while (n > 0) {
+      Result<size_t> r = Read(std::span<std::byte>(scratch, std::min<uint64_t>(n, sizeof scratch)));
+      if (!r.ok()) return r.status();
+      if (*r == 0) return Status::OK();
+      n -= *r;
+    }
+    return Status::OK();
+  }
+
+ private:
+  std::unique_ptr<HttpStream> stream_;
+  uint64_t left_;
+};
+
+class RegistrySource final : public images::ImageSource {
+ public:
+  RegistrySource(images::Reference ref, std::unique_ptr<RegistryClient> client,
+                 images::ParseLimits limits)
+      : ref_(std::move(ref)),
+        client_(std::move(client)),
+        limits_(limits),
+        scope_(RepositoryScope(ref_.path, "pull")) {}
+
+  std::string Describe() const override { return "docker://" + ref_.String(); }
+
+  Result<images::RawManifest> GetManifest() override {
+    std::string what = "manifest " + ref_.String();
+    if (ref_.digest) return Fetch(ref_.digest->ToString(), &*ref_.digest, what);
+    return Fetch(*ref_.tag, nullptr, what);
+  }
+
+  Result<images::RawManifest> GetManifest(const images::Descriptor& descriptor) override {
+    return Fetch(descriptor.digest.ToString(), &descriptor.digest,
+                 "manifest " + ref_.Repository() + "@" + descriptor.digest.ToString());
+  }
+
+  Result<std::unique_ptr<SequentialFile>> GetBlob(const images::Descriptor& d) override {
+    const std::string what = "blob " + ref_.Repository() + "@" + d.digest.ToString();
+    Result<std::unique_ptr<HttpStream>> s = client_->Send(
+        "GET", "/v2/" + ref_.path + "/blobs/" + d.digest.ToString(), scope_, {}, kMaxBlobRedirects);
+    if (!s.ok()) return s.status().WithContext(what);
+    if ((*s)->response().status != 200) return ErrorFromAnswer(**s, what);
+    return std::unique_ptr<SequentialFile>(
+        std::make_unique<BlobFile>("docker://" + what.substr(5), std::move(*s),
+                                   static_cast<uint64_t>(std::max<int64_t>(d.size, 0))));
+  }
+
+  std::vector<std::string> Names() const override {
+    // A tag names the image, as `docker pull` does; a bare digest names nothing.
+    if (!ref_.tag) return {};
+    return {ref_.Repository() + ":" + *ref_.tag};
+  }
+
+ private:
+  // GET /v2/NAME/manifests/TAG_OR_DIGEST, bounded, and checked against `want` when given.
+  Result<images::RawManifest> Fetch(const std::string& tag_or_digest, const Digest* want,
+                                    const std::string& what) {
+    if (want != nullptr && !want->IsSha256()) {
+      return Status(Code::kUnsupported, what + ": only sha256 digests can be verified");
+    }
+    Result<std::unique_ptr<HttpStream>> s = client_->Send(
+        "GET", "/v2/" + ref_.path + "/manifests/" + tag_or_digest, scope_, {kManifestAccept});
+    if (!s.ok()) return s.status().WithContext(what);
+    if ((*s)->response().status != 200) return ErrorFromAnswer(**s, what);
+    std::string type = BareMediaType((*s)->response().Header("content-type"));
+    if (type == "application/vnd.docker.distribution.manifest.v1+json" ||
+        type == "application/vnd.docker.distribution.manifest.v1+prettyjws") {
+      return Status(Code::kUnsupported,
+                    what + ": Docker schema 1 manifests are not supported (" + type + ")");
+    }
+    Result<std::string> body = (*s)->ReadAll(limits_.max_manifest_bytes);
+    if (!body.ok()) return body.status().WithContext(what);
+    Digest actual = Digest::Of(*body);
+    if (want != nullptr && actual != *want) {
+      return Status(Code::kCorruption, what + ": the registry sent a manifest whose digest is " +
+                                           actual.ToString() + ", not the one asked for");
+    }
+    // The registry's own word on the digest must agree with the bytes it sent.
+    Result<Digest> claimed = Digest::Parse((*s)->response().Header("docker-content-digest"));
+    if (claimed.ok() && claimed->IsSha256() && *claimed != actual) {
+      return Status(Code::kCorruption, what + ": Docker-Content-Digest " + claimed->ToString() +
+                                           " does not match the manifest received (" +
+                                           actual.ToString() + ")");
+    }
+    return images::RawManifest{std::move(*body), type};
+  }
+
+  images::Reference ref_;
+  std::unique_ptr<RegistryClient> client_;
+  images::ParseLimits limits_;
+  std::string scope_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<images::ImageSource>> OpenRegistrySource(const images::Reference& ref,
+                                                                const RegistryOptions& options,
+                                                                const images::ParseLimits& limits) {
+  images::Reference r = ref.digest ? ref : ref.WithDefaultTag();
+  Result<std::unique_ptr<RegistryClient>> client = RegistryClient::Create(r, options);
+  if (!client.ok()) return client.status();
+  return std::unique_ptr<images::ImageSource>(
+      std::make_unique<RegistrySource>(std::move(r), std::move(*client), limits));
+}
+
+}  // namespace imgstore::registry

@@ -1,0 +1,76 @@
+// TestRegistry: a real registry for tests — Debian's `docker-registry` (CNCF distribution 2.8)
+// started on 127.0.0.1 at a free port, with its storage and config file in a temporary
+// directory; optionally TLS with a test CA made by openssl, and htpasswd basic auth.
+//
+// Tests that need it skip (GTEST_SKIP) when Available() is false; everything else that goes
+// wrong while starting it fails the test with the registry's reason. The password never goes on
+// a command line: htpasswd reads it from stdin.
+#pragma once
+
+#include <string>
+
+#include "common/subprocess.h"
+#include "common/temp_dir.h"
+
+namespace imgstore::testing {
+
+struct TestRegistryConfig {
+  bool tls = false;         // serve https with a certificate for 127.0.0.1 signed by a test CA
+  bool basic_auth = false;  // htpasswd auth (docker-registry wants TLS with it; set tls too)
+  std::string user = "tester";
+  std::string password = "s3cret-Pa55";
+};
+
+class TestRegistry {
+ public:
+  static constexpr const char* kBinary = "/usr/bin/docker-registry";
+  static constexpr const char* kSkopeo = "/usr/bin/skopeo";
+
+  // docker-registry (and, for Available(true), skopeo) are installed.
+  static bool Available(bool need_skopeo = true);
+
+  TestRegistry() = default;
+  ~TestRegistry() { Stop(); }
+  TestRegistry(const TestRegistry&) = delete;
+  TestRegistry& operator=(const TestRegistry&) = delete;
+
+  // Writes the config (and certificates, htpasswd), starts the registry and waits until it
+  // answers on its port. False with a reason in *error otherwise.
+  bool Start(const TestRegistryConfig& config, std::string* error);
+  void Stop();
+
+  // "127.0.0.1:PORT".
+  const std::string& host() const { return host_; }
+  int port() const { return port_; }
+  // A certs.d-style directory holding the test CA as ca.crt (TLS only).
+  std::string cert_dir() const { return dir_.Sub("certs.d"); }
+  std::string ca_file() const { return dir_.Sub("certs.d/ca.crt"); }
+  // The registry's storage root (docker/registry/v2/... below it).
+  std::string storage_dir() const { return dir_.Sub("storage"); }
+  const TestRegistryConfig& config() const { return config_; }
+  // What the registry logged (level error and above: failed requests, startup errors).
+  std::string log_file() const { return dir_.Sub("registry.log"); }
+  // An auth file (containers auth.json format) holding the configured credentials for host().
+  std::string WriteAuthFile(const std::string& path) const;
+
+  // `skopeo copy` from `from` (e.g. "oci:DIR:REF") to docker://host()/dest, trusting the test
+  // CA and using the credentials through an auth file. Extra args go before the positional ones
+  // (e.g. "--all"). Returns "" on success, else skopeo's complaint.
+  std::string SkopeoPush(const std::string& from, const std::string& dest,
+                         const std::vector<std::string>& extra = {}) const;
+  // `skopeo inspect --raw`'s digest of docker://host()/ref (the manifest digest), or "" with
+  // *error set.
+  std::string SkopeoManifestDigest(const std::string& ref, std::string* error) const;
+
+ private:
+  bool MakeCertificates(std::string* error);
+  bool MakeHtpasswd(std::string* error);
+
+  TestRegistryConfig config_;
+  TempDir dir_;
+  Subprocess process_;
+  std::string host_;
+  int port_ = 0;
+};
+
+}  // namespace imgstore::testing
