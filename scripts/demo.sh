@@ -6,9 +6,10 @@
 #    (Debian's) reads back with the same digests.
 # 2. `imgstore list` answers in milliseconds while another process pulls a large image, and a
 #    pull killed with kill -9 leaves nothing that `imgstore check` objects to.
-# 3. gc, df and check.
-# (Registries come with the registry transport: the demo then pulls from and pushes to a real
-# docker-registry on 127.0.0.1.)
+# 3. A real registry (Debian's docker-registry) on 127.0.0.1: skopeo pushes the image there and
+#    imgstore pulls it back with the same manifest digest. (Pushing to a registry is the next
+#    increment of the registry transport.)
+# 4. gc, df and check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,7 +17,12 @@ bash scripts/build.sh >/dev/null
 
 bin=$PWD/build/imgstore
 work=$(mktemp -d /tmp/imgstore-demo-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+registry_pid=
+cleanup() {
+  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 export IMGSTORE_ROOT=$work/store
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -48,7 +54,30 @@ echo "manifest digest in the store: $stored"
 echo "manifest digest skopeo reads: sha256:$skopeo_digest"
 run skopeo inspect --config "docker-archive:$work/app-docker.tar" | head -12
 
-step "4. a large pull in the background: list keeps answering"
+step "4. a real registry on 127.0.0.1: skopeo pushes, imgstore pulls"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/registry"
+cat >"$work/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$port
+YML
+/usr/bin/docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
+registry_pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+run skopeo copy -q --dest-tls-verify=false "oci:$work/layout:app" "docker://127.0.0.1:$port/demo/app:1"
+run "$bin" pull "127.0.0.1:$port/demo/app:1"
+echo "manifest digest in the registry: $(skopeo inspect --tls-verify=false --raw "docker://127.0.0.1:$port/demo/app:1" | sha256sum | cut -d' ' -f1)"
+run "$bin" list --digests "127.0.0.1:$port/demo/app"
+
+step "5. a large pull in the background: list keeps answering"
 python3 - "$work/big" <<'PY'
 import os, sys
 d = sys.argv[1]; os.makedirs(d, exist_ok=True)
@@ -69,7 +98,7 @@ done
 wait "$pull_pid"
 run "$bin" list
 
-step "5. kill -9 a pull half-way: nothing to clean by hand"
+step "6. kill -9 a pull half-way: nothing to clean by hand"
 "$bin" rmi demo/big:1 >/dev/null
 "$bin" gc >/dev/null
 "$bin" pull -q "oci:$work/layout:big" --name demo/big:2 &
@@ -80,7 +109,7 @@ wait "$pull_pid" 2>/dev/null || true
 run "$bin" check && echo "check: clean"
 run "$bin" pull -q "oci:$work/layout:big" --name demo/big:2 && echo "re-pull: done"
 
-step "6. space, garbage collection, consistency"
+step "7. space, garbage collection, consistency"
 run "$bin" rmi demo/big:2
 run "$bin" df
 run "$bin" gc

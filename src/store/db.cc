@@ -1,6 +1,8 @@
 // Db: SQLite connections, statements and transactions for meta.db (see db.h).
 #include "store/db.h"
 
+#include <chrono>
+#include <thread>
 #include <utility>
 
 namespace imgstore::store {
@@ -246,10 +248,23 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const DbOptions& o
   Result<std::unique_ptr<Connection>> conn = db->Connect();
   if (!conn.ok()) return conn.status();
   // WAL is a property of the database file: set once, it sticks. Readers then never block
-  // writers, and each read transaction is a snapshot.
-  Result<Statement> wal = (*conn)->Prepare("PRAGMA journal_mode=WAL");
-  if (!wal.ok()) return wal.status();
-  Result<bool> row = wal->Step();
+  // writers, and each read transaction is a snapshot. Switching a new file to WAL needs it
+  // alone, and SQLite answers BUSY at once (no busy handler) when another process opens the same
+  // new store at that moment: retry until the busy timeout, as the handler would.
+  const auto deadline = std::chrono::steady_clock::now() + options.busy_timeout;
+  Result<Statement> wal = Status(Code::kInternal, "unreached");
+  Result<bool> row = false;
+  for (;;) {
+    wal = (*conn)->Prepare("PRAGMA journal_mode=WAL");
+    if (!wal.ok()) return wal.status();
+    row = wal->Step();
+    if (row.ok() || row.status().code() != Code::kTimeout ||
+        std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    wal = Statement();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   if (!row.ok()) return row.status();
   std::string mode = *row ? wal->ColumnText(0) : "";
   wal = Statement();

@@ -9,6 +9,7 @@
 
 #include "common/test_image.h"
 #include "store/store.h"
+#include "store/store_test_util.h"
 
 namespace imgstore::testing {
 
@@ -20,15 +21,7 @@ inline TestImage AddImageForTest(store::Store& store, uint32_t seed, const std::
   spec.layers = layers;
   spec.layer_bytes = 1024;
   TestImage image = MakeTestImage(spec);
-  for (const std::string& l : image.layers) {
-    auto r = store.IngestBlob(Digest::Of(l), {}, l);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-  }
-  auto c = store.IngestBlob(image.id, {}, image.config);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  std::vector<std::string> names = {name};
-  auto added = store.AddImage(image.manifest, image.manifest_media_type, image.config, names);
-  EXPECT_TRUE(added.ok()) << added.status().ToString();
+  store::testing::AddImageWithBlobs(store, image, {name});
   return image;
 }
 

@@ -85,6 +85,25 @@ void WriteImage(const std::string& dir, const TestImage& im, const std::string& 
   ASSERT_TRUE(st.ok()) << st.ToString();
 }
 
+// Opens the layout in `dir` for reading, on the default Env.
+Result<OciLayoutReader> OpenLayout(const std::string& dir) {
+  return OciLayoutReader::Open(Env::Default(), dir);
+}
+
+// Writes two images into the layout `dir`, refs "alpha" and "beta", and opens it for reading.
+Result<OciLayoutReader> OpenTwoImageLayout(const std::string& dir) {
+  WriteImage(dir, MakeImage("a"), "alpha");
+  WriteImage(dir, MakeImage("b"), "beta");
+  return OpenLayout(dir);
+}
+
+// `status` is a refusal of kind `code` whose message names `text`.
+void ExpectRefused(const Status& status, Code code, const std::string& text) {
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.code(), code) << status.ToString();
+  EXPECT_NE(status.message().find(text), std::string::npos) << status.message();
+}
+
 std::string ReadFile(const std::string& path) {
   Result<std::string> s = Env::Default()->ReadFileToString(path, 1 << 24);
   return s.ok() ? *s : std::string("<unreadable: ") + s.status().ToString() + ">";
@@ -106,7 +125,7 @@ TEST(OciLayoutTest, WriteThenRead) {
   Json layout = Json::parse(ReadFile(dir + "/oci-layout"));
   EXPECT_EQ(layout["imageLayoutVersion"], "1.0.0");
 
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenLayout(dir);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->images().size(), 1u);
   EXPECT_EQ(r->images()[0].ref_name, "v1");
@@ -151,7 +170,7 @@ TEST(OciLayoutTest, SameRefReplacesOtherRefsAreKept) {
   WriteImage(dir, a, "one");
   WriteImage(dir, b, "two");
   WriteImage(dir, c, "one");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenLayout(dir);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->images().size(), 2u);
   EXPECT_EQ(r->images()[0].ref_name, "two");
@@ -177,7 +196,7 @@ TEST(OciLayoutTest, NestedIndexIsFollowedToThePlatformManifest) {
   ASSERT_TRUE(w->PutBlob(index_desc.digest, index_bytes).ok());
   ASSERT_TRUE(w->AddImage(index_desc, "multi").ok());
 
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenLayout(dir);
   ASSERT_TRUE(r.ok());
   Result<OciResolvedImage> res = r->ResolveImage("multi");
   ASSERT_TRUE(res.ok()) << res.status().ToString();
@@ -232,10 +251,8 @@ TEST(OciLayoutTest, MissingOciLayoutFile) {
   const std::string dir = tmp.Sub("layout");
   WriteImage(dir, MakeImage(), "v1");
   ASSERT_TRUE(Env::Default()->RemoveFile(dir + "/oci-layout").ok());
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kNotFound);
-  EXPECT_NE(r.status().message().find("oci-layout"), std::string::npos) << r.status().message();
+  Result<OciLayoutReader> r = OpenLayout(dir);
+  ExpectRefused(r.status(), Code::kNotFound, "oci-layout");
   // The writer refuses a non-empty directory that is not a layout.
   EXPECT_EQ(OciLayoutWriter::Open(Env::Default(), dir).status().code(), Code::kFailedPrecondition);
 }
@@ -245,12 +262,10 @@ TEST(OciLayoutTest, WrongLayoutVersion) {
   const std::string dir = tmp.Sub("layout");
   WriteImage(dir, MakeImage(), "v1");
   WriteFile(dir + "/oci-layout", R"({"imageLayoutVersion":"2.0.0"})");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kUnsupported);
-  EXPECT_NE(r.status().message().find("2.0.0"), std::string::npos);
+  Result<OciLayoutReader> r = OpenLayout(dir);
+  ExpectRefused(r.status(), Code::kUnsupported, "2.0.0");
   WriteFile(dir + "/oci-layout", "not json");
-  EXPECT_EQ(OciLayoutReader::Open(Env::Default(), dir).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(OpenLayout(dir).status().code(), Code::kInvalidArgument);
   EXPECT_FALSE(OciLayoutWriter::Open(Env::Default(), dir).ok());
 }
 
@@ -259,12 +274,10 @@ TEST(OciLayoutTest, MalformedOrMissingIndexJson) {
   const std::string dir = tmp.Sub("layout");
   WriteImage(dir, MakeImage(), "v1");
   WriteFile(dir + "/index.json", R"({"schemaVersion":2,"manifests":[)");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("index.json"), std::string::npos) << r.status().message();
+  Result<OciLayoutReader> r = OpenLayout(dir);
+  ExpectRefused(r.status(), Code::kInvalidArgument, "index.json");
   ASSERT_TRUE(Env::Default()->RemoveFile(dir + "/index.json").ok());
-  r = OciLayoutReader::Open(Env::Default(), dir);
+  r = OpenLayout(dir);
   EXPECT_EQ(r.status().code(), Code::kNotFound);
 }
 
@@ -273,13 +286,11 @@ TEST(OciLayoutTest, MissingBlobNamesTheDigest) {
   const std::string dir = tmp.Sub("layout");
   TestImage im = MakeImage();
   WriteImage(dir, im, "v1");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenLayout(dir);
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(Env::Default()->RemoveFile(r->BlobPath(im.layer_desc.digest)).ok());
   Result<OciBlobReader> blob = r->OpenBlob(im.layer_desc);
-  ASSERT_FALSE(blob.ok());
-  EXPECT_EQ(blob.status().code(), Code::kNotFound);
-  EXPECT_NE(blob.status().message().find(im.layer_desc.digest.ToString()), std::string::npos);
+  ExpectRefused(blob.status(), Code::kNotFound, im.layer_desc.digest.ToString());
   ASSERT_TRUE(Env::Default()->RemoveFile(r->BlobPath(im.manifest_desc.digest)).ok());
   EXPECT_EQ(r->ResolveImage("v1").status().code(), Code::kNotFound);
 }
@@ -289,15 +300,13 @@ TEST(OciLayoutTest, BlobOfWrongSizeOrContent) {
   const std::string dir = tmp.Sub("layout");
   TestImage im = MakeImage();
   WriteImage(dir, im, "v1");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenLayout(dir);
   ASSERT_TRUE(r.ok());
   const std::string path = r->BlobPath(im.layer_desc.digest);
   ASSERT_TRUE(Env::Default()->Chmod(path, 0644).ok());
   WriteFile(path, std::string(1000, '\0'));  // wrong size
   Result<OciBlobReader> blob = r->OpenBlob(im.layer_desc);
-  ASSERT_FALSE(blob.ok());
-  EXPECT_EQ(blob.status().code(), Code::kCorruption);
-  EXPECT_NE(blob.status().message().find("1000"), std::string::npos) << blob.status().message();
+  ExpectRefused(blob.status(), Code::kCorruption, "1000");
 
   WriteFile(path, std::string(im.layer.size(), 'x'));  // right size, wrong bytes
   blob = r->OpenBlob(im.layer_desc);
@@ -315,37 +324,26 @@ TEST(OciLayoutTest, PathTraversalDigestIsRejected) {
             R"({"schemaVersion":2,"manifests":[{"mediaType":)"
             R"("application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../x",)"
             R"("size":10,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]})");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("digest"), std::string::npos) << r.status().message();
+  Result<OciLayoutReader> r = OpenLayout(dir);
+  ExpectRefused(r.status(), Code::kInvalidArgument, "digest");
 }
 
 TEST(OciLayoutTest, UnknownRefListsAvailableRefs) {
   TempDir tmp;
   const std::string dir = tmp.Sub("layout");
-  WriteImage(dir, MakeImage("a"), "alpha");
-  WriteImage(dir, MakeImage("b"), "beta");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenTwoImageLayout(dir);
   ASSERT_TRUE(r.ok());
   Result<OciLayoutImage> im = r->FindImage("gamma");
-  ASSERT_FALSE(im.ok());
-  EXPECT_EQ(im.status().code(), Code::kNotFound);
-  EXPECT_NE(im.status().message().find("alpha, beta"), std::string::npos) << im.status().message();
+  ExpectRefused(im.status(), Code::kNotFound, "alpha, beta");
 }
 
 TEST(OciLayoutTest, NoRefWithTwoImagesIsAmbiguous) {
   TempDir tmp;
   const std::string dir = tmp.Sub("layout");
-  WriteImage(dir, MakeImage("a"), "alpha");
-  WriteImage(dir, MakeImage("b"), "beta");
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenTwoImageLayout(dir);
   ASSERT_TRUE(r.ok());
   Result<OciResolvedImage> res = r->ResolveImage("");
-  ASSERT_FALSE(res.ok());
-  EXPECT_EQ(res.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(res.status().message().find("alpha, beta"), std::string::npos)
-      << res.status().message();
+  ExpectRefused(res.status(), Code::kInvalidArgument, "alpha, beta");
 }
 
 TEST(OciLayoutTest, WriterVerifiesDigests) {
@@ -498,7 +496,7 @@ TEST(OciLayoutUmociTest, BothDirections) {
   RunShell("umoci init --layout " + dir + " && umoci new --image " + dir + ":made-by-umoci",
            &status);
   ASSERT_EQ(status, 0);
-  Result<OciLayoutReader> r = OciLayoutReader::Open(Env::Default(), dir);
+  Result<OciLayoutReader> r = OpenLayout(dir);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   Result<OciResolvedImage> res = r->ResolveImage("made-by-umoci");
   ASSERT_TRUE(res.ok()) << res.status().ToString();

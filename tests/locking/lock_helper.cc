@@ -88,20 +88,6 @@ std::optional<LockMode> ParseMode(const std::string& s) {
   return std::nullopt;
 }
 
-std::string ModeWord(LockMode m) {
-  switch (m) {
-    case LockMode::kShared:
-      return "shared";
-    case LockMode::kUpgradable:
-      return "upgradable";
-    case LockMode::kExclusive:
-      return "exclusive";
-    case LockMode::kNone:
-      break;
-  }
-  return "none";
-}
-
 Duration WaitDuration(long ms) {
   return ms < 0 ? kWaitForever : Duration(std::chrono::milliseconds(ms));
 }
@@ -205,7 +191,7 @@ int Hold(const std::vector<std::string>& a) {
       guard.Downgrade(*m);
       Say("downgraded " + std::to_string(MonoNs()));
     } else if (cmd == "mode") {
-      Say("mode " + ModeWord(guard.mode()));
+      Say("mode " + std::string(LockModeName(guard.mode())));
     } else if (cmd == "open-close") {
       int fd = ::open(lock.path().c_str(), O_RDWR);
       if (fd < 0) {

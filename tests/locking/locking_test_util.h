@@ -104,19 +104,8 @@ T FinishWithin(std::future<T>& f, std::chrono::milliseconds timeout, const char*
   return f.get();
 }
 
-inline const char* ModeArg(LockMode m) {
-  switch (m) {
-    case LockMode::kShared:
-      return "shared";
-    case LockMode::kUpgradable:
-      return "upgradable";
-    case LockMode::kExclusive:
-      return "exclusive";
-    case LockMode::kNone:
-      break;
-  }
-  return "none";
-}
+// The word for a mode, as lock_helper's `hold` takes it and as traces print it.
+inline std::string ModeArg(LockMode m) { return std::string(LockModeName(m)); }
 
 // A fresh lock directory per test and ways to start helpers on it.
 class LockingTest : public ::testing::Test {

@@ -15,10 +15,11 @@ namespace {
 using imgstore::testing::FaultEnv;
 using imgstore::testing::FsOp;
 using imgstore::testing::FsOpName;
-using imgstore::testing::TempDir;
 using testing::ExpectConsistent;
 using testing::OpenStore;
+using testing::OpenStoreOn;
 using testing::RandomBytes;
+using testing::TempDir;
 
 const std::string& Data() {
   static const std::string data = RandomBytes(3 * 1024 * 1024 + 5);  // four writes of 1 MiB
@@ -31,17 +32,22 @@ Result<IngestResult> Ingest(Store& store) {
   return store.IngestBlob(Digest::Of(Data()), opts, Data());
 }
 
+// Ingests Data() into a fresh store whose operations `fenv` counts from after the open: the
+// operations of a clean ingest, to count before failing each in turn.
+void CleanIngest(FaultEnv& fenv) {
+  TempDir dir;
+  auto store = OpenStoreOn(dir.path(), &fenv);
+  ASSERT_NE(store, nullptr);
+  fenv.ResetCounts();
+  ASSERT_TRUE(Ingest(*store).ok());
+}
+
 constexpr FsOp kIngestOps[] = {FsOp::kCreate,  FsOp::kWrite, FsOp::kSync,   FsOp::kRename,
                                FsOp::kSyncDir, FsOp::kChmod, FsOp::kRemove, FsOp::kMkdir};
 
 TEST(BlobFaultTest, CleanIngestDoesTheExpectedOperations) {
-  TempDir dir;
   FaultEnv fenv;
-  StoreOptions options;
-  options.env = &fenv;
-  auto store = OpenStore(dir.path(), options);
-  fenv.ResetCounts();
-  ASSERT_TRUE(Ingest(*store).ok());
+  ASSERT_NO_FATAL_FAILURE(CleanIngest(fenv));
   EXPECT_EQ(fenv.count(FsOp::kCreate), 1u);
   EXPECT_EQ(fenv.count(FsOp::kWrite), 4u);
   EXPECT_EQ(fenv.count(FsOp::kSync), 1u);
@@ -54,13 +60,8 @@ TEST(BlobFaultTest, EachFailedOperationOfAnIngestIsReportedAndLeavesNothing) {
   // Count a clean run first.
   std::map<FsOp, uint64_t> counts;
   {
-    TempDir dir;
     FaultEnv fenv;
-    StoreOptions options;
-    options.env = &fenv;
-    auto store = OpenStore(dir.path(), options);
-    fenv.ResetCounts();
-    ASSERT_TRUE(Ingest(*store).ok());
+    ASSERT_NO_FATAL_FAILURE(CleanIngest(fenv));
     for (FsOp op : kIngestOps) counts[op] = fenv.count(op);
   }
   int cases = 0;
@@ -69,9 +70,7 @@ TEST(BlobFaultTest, EachFailedOperationOfAnIngestIsReportedAndLeavesNothing) {
       SCOPED_TRACE(std::string(FsOpName(op)) + " #" + std::to_string(n));
       TempDir dir;
       FaultEnv fenv;
-      StoreOptions options;
-      options.env = &fenv;
-      auto store = OpenStore(dir.path(), options);
+      auto store = OpenStoreOn(dir.path(), &fenv);
       ASSERT_NE(store, nullptr);
       fenv.ResetCounts();
       fenv.FailNth(op, n, op == FsOp::kWrite ? ENOSPC : EIO);
@@ -101,9 +100,7 @@ TEST(BlobFaultTest, EachFailedOperationOfOpeningANewStoreIsReported) {
   {
     TempDir dir;
     FaultEnv fenv;
-    StoreOptions options;
-    options.env = &fenv;
-    ASSERT_NE(OpenStore(dir.Sub("root"), options), nullptr);
+    ASSERT_NE(OpenStoreOn(dir.Sub("root"), &fenv), nullptr);
     counts[FsOp::kMkdir] = fenv.count(FsOp::kMkdir);
     counts[FsOp::kSyncDir] = fenv.count(FsOp::kSyncDir);
   }
@@ -132,13 +129,8 @@ TEST(BlobFaultTest, EachFailedOperationOfOpeningANewStoreIsReported) {
 TEST(BlobFaultTest, PowerLossAtEveryStepLeavesAConsistentStore) {
   uint64_t total = 0;
   {
-    TempDir dir;
     FaultEnv fenv;
-    StoreOptions options;
-    options.env = &fenv;
-    auto store = OpenStore(dir.path(), options);
-    fenv.ResetCounts();
-    ASSERT_TRUE(Ingest(*store).ok());
+    ASSERT_NO_FATAL_FAILURE(CleanIngest(fenv));
     total = fenv.count(FsOp::kAny);
   }
   ASSERT_GE(total, 8u);
@@ -150,9 +142,7 @@ TEST(BlobFaultTest, PowerLossAtEveryStepLeavesAConsistentStore) {
     FaultEnv fenv;
     bool succeeded = false;
     {
-      StoreOptions options;
-      options.env = &fenv;
-      auto store = OpenStore(dir.path(), options);
+      auto store = OpenStoreOn(dir.path(), &fenv);
       ASSERT_NE(store, nullptr);
       fenv.ForgetUnsyncedData();
       fenv.ResetCounts();

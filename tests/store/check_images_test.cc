@@ -12,36 +12,26 @@
 namespace imgstore::store {
 namespace {
 
-using imgstore::testing::MakeTestImage;
-using imgstore::testing::TempDir;
-using imgstore::testing::TestImage;
-using imgstore::testing::TestImageSpec;
+using testing::AddImageWithBlobs;
 using testing::Describe;
 using testing::ExpectConsistent;
-using testing::OpenStore;
+using testing::ImageOf;
+using testing::TestImage;
 
-class CheckImagesTest : public ::testing::Test {
+class CheckImagesTest : public testing::StoreTest {
  protected:
   void SetUp() override {
-    store_ = OpenStore(tmp_.Sub("root"));
-    ASSERT_NE(store_, nullptr);
+    StoreTest::SetUp();
+    if (HasFatalFailure()) return;
     image_ = Add(1, "a:1");
     other_ = Add(2, "b:1");
     ExpectConsistent(*store_);
   }
 
+  // Adds a 3-layer image of `seed` under `name`, blobs and all.
   TestImage Add(uint32_t seed, const std::string& name) {
-    TestImageSpec spec;
-    spec.seed = seed;
-    spec.layers = 3;
-    TestImage image = MakeTestImage(spec);
-    for (const std::string& l : image.layers) {
-      EXPECT_TRUE(store_->IngestBlob(Digest::Of(l), {}, l).ok());
-    }
-    EXPECT_TRUE(store_->IngestBlob(image.id, {}, image.config).ok());
-    std::vector<std::string> names = {name};
-    auto r = store_->AddImage(image.manifest, image.manifest_media_type, image.config, names);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    TestImage image = ImageOf(seed, 3);
+    AddImageWithBlobs(*store_, image, {name});
     return image;
   }
 
@@ -77,8 +67,6 @@ class CheckImagesTest : public ::testing::Test {
 
   static std::string Q(const Digest& d) { return "'" + d.ToString() + "'"; }
 
-  TempDir tmp_;
-  std::unique_ptr<Store> store_;
   TestImage image_;
   TestImage other_;
 };

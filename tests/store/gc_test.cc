@@ -26,13 +26,11 @@ namespace {
 using namespace std::chrono_literals;
 using imgstore::testing::FaultEnv;
 using imgstore::testing::FsOp;
-using imgstore::testing::MakeTestImage;
 using imgstore::testing::Subprocess;
-using imgstore::testing::TempDir;
-using imgstore::testing::TestImage;
-using imgstore::testing::TestImageSpec;
 using testing::ExpectConsistent;
 using testing::OpenStore;
+using testing::TempDir;
+using testing::TestImage;
 
 std::string StoreHelper() { return IMGSTORE_TEST_BIN_DIR "/tests/store/store_helper"; }
 
@@ -41,19 +39,10 @@ bool Exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+// Adds a 2-layer image of `seed` under `name`, blobs and all.
 TestImage AddTestImage(Store& store, uint32_t seed, const std::string& name) {
-  TestImageSpec spec;
-  spec.seed = seed;
-  TestImage image = MakeTestImage(spec);
-  for (size_t i = 0; i < image.layers.size(); ++i) {
-    auto r = store.IngestBlob(Digest::Of(image.layers[i]), {}, image.layers[i]);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-  }
-  auto c = store.IngestBlob(image.id, {}, image.config);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  std::vector<std::string> names = {name};
-  auto added = store.AddImage(image.manifest, image.manifest_media_type, image.config, names);
-  EXPECT_TRUE(added.ok()) << added.status().ToString();
+  TestImage image = testing::ImageOf(seed, 2);
+  testing::AddImageWithBlobs(store, image, {name});
   return image;
 }
 
@@ -139,12 +128,8 @@ Garbage MakeGarbage(Store& store) {
   return g;
 }
 
-class GcTest : public ::testing::Test {
+class GcTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    store_ = OpenStore(tmp_.Sub("root"));
-    ASSERT_NE(store_, nullptr);
-  }
   GcReport Gc(bool dry_run = false) {
     GcOptions o;
     o.dry_run = dry_run;
@@ -153,8 +138,30 @@ class GcTest : public ::testing::Test {
     return r.ok() ? *r : GcReport{};
   }
 
-  TempDir tmp_;
-  std::unique_ptr<Store> store_;
+  // Starts store_helper ingesting `content` (of even size) into this store and feeds it the first
+  // half: when this returns, the ingest is in progress and holds the digest's lock.
+  void StartHalfIngest(Subprocess& ingest, const std::string& content) {
+    const size_t half = content.size() / 2;
+    std::string error;
+    ASSERT_TRUE(ingest.Start(StoreHelper(),
+                             {"ingest-stdin", store_->root(), Digest::Of(content).ToString(),
+                              std::to_string(content.size())},
+                             &error))
+        << error;
+    ASSERT_EQ(ingest.ReadLine(10s).value_or("?"), "ready");
+    ASSERT_TRUE(ingest.WriteLine(content.substr(0, half)));
+    ASSERT_EQ(ingest.ReadLine(10s).value_or("?"), "ack " + std::to_string(half));
+  }
+
+  // Feeds the second half of `content` to an ingest StartHalfIngest began and ends it: the
+  // helper must report the blob written.
+  static void FinishIngest(Subprocess& ingest, const std::string& content) {
+    ASSERT_TRUE(ingest.WriteLine(content.substr(content.size() / 2)));
+    ASSERT_TRUE(ingest.WriteLine("end"));
+    std::optional<std::string> last;
+    while (auto l = ingest.ReadLine(10s)) last = l;
+    EXPECT_EQ(last.value_or("?"), "ok written=1");
+  }
 };
 
 TEST_F(GcTest, EmptyStoreHasNothingToRemove) {
@@ -305,14 +312,7 @@ TEST_F(GcTest, ABlobBeingIngestedByAnotherProcessIsSkipped) {
   Digest d = Stray(*store_, content);
   ASSERT_TRUE(Env::Default()->RemoveFile(store_->BlobPath(d)).ok());  // lost: the ingest heals
   Subprocess ingest;
-  std::string error;
-  ASSERT_TRUE(ingest.Start(
-      StoreHelper(), {"ingest-stdin", store_->root(), d.ToString(), std::to_string(content.size())},
-      &error))
-      << error;
-  ASSERT_EQ(ingest.ReadLine(10s).value_or("?"), "ready");
-  ASSERT_TRUE(ingest.WriteLine("aaaa"));
-  ASSERT_EQ(ingest.ReadLine(10s).value_or("?"), "ack 4");
+  ASSERT_NO_FATAL_FAILURE(StartHalfIngest(ingest, content));
 
   GcReport r = Gc();
   EXPECT_TRUE(r.blobs_removed.empty());
@@ -320,11 +320,7 @@ TEST_F(GcTest, ABlobBeingIngestedByAnotherProcessIsSkipped) {
   EXPECT_TRUE(*store_->HasBlob(d));
   EXPECT_TRUE(Exists(LockPath(*store_, d)));
 
-  ASSERT_TRUE(ingest.WriteLine("bbbb"));
-  ASSERT_TRUE(ingest.WriteLine("end"));
-  std::optional<std::string> last;
-  while (auto l = ingest.ReadLine(10s)) last = l;
-  EXPECT_EQ(last.value_or("?"), "ok written=1");
+  ASSERT_NO_FATAL_FAILURE(FinishIngest(ingest, content));
   ASSERT_TRUE(ingest.Wait(10s).has_value());
 
   r = Gc();
@@ -339,14 +335,7 @@ TEST_F(GcTest, AnIngestOfANewBlobIsLeftAlone) {
   const std::string content = "ccccdddd";
   Digest d = Digest::Of(content);
   Subprocess ingest;
-  std::string error;
-  ASSERT_TRUE(ingest.Start(
-      StoreHelper(), {"ingest-stdin", store_->root(), d.ToString(), std::to_string(content.size())},
-      &error))
-      << error;
-  ASSERT_EQ(ingest.ReadLine(10s).value_or("?"), "ready");
-  ASSERT_TRUE(ingest.WriteLine("cccc"));
-  ASSERT_EQ(ingest.ReadLine(10s).value_or("?"), "ack 4");
+  ASSERT_NO_FATAL_FAILURE(StartHalfIngest(ingest, content));
   auto entries = Env::Default()->ListDir(IngestDir(store_->root()));
   ASSERT_TRUE(entries.ok());
   ASSERT_EQ(entries->size(), 1u);
@@ -355,11 +344,7 @@ TEST_F(GcTest, AnIngestOfANewBlobIsLeftAlone) {
   EXPECT_TRUE(Exists(LockPath(*store_, d)));
   EXPECT_TRUE(Exists(IngestDir(store_->root()) + "/" + entries->front()));
 
-  ASSERT_TRUE(ingest.WriteLine("dddd"));
-  ASSERT_TRUE(ingest.WriteLine("end"));
-  std::optional<std::string> last;
-  while (auto l = ingest.ReadLine(10s)) last = l;
-  EXPECT_EQ(last.value_or("?"), "ok written=1");
+  ASSERT_NO_FATAL_FAILURE(FinishIngest(ingest, content));
   EXPECT_TRUE(*store_->HasBlob(d));
   ExpectConsistent(*store_);
 }

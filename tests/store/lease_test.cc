@@ -20,13 +20,13 @@ using testing::OpenStore;
 
 const std::string kHelper = IMGSTORE_TEST_BIN_DIR "/tests/store/store_helper";
 
-// Rows of (lease id, blob digest) in lease_blobs, as "ID DIGEST".
-std::set<std::string> Pins(Store& store) {
+// The rows `sql` (a query of two columns) returns, each as "COL0 COL1".
+std::set<std::string> RowPairs(Store& store, const std::string& sql) {
   std::set<std::string> out;
   Result<ReadTransaction> txn = store.db().BeginRead();
   EXPECT_TRUE(txn.ok());
   if (!txn.ok()) return out;
-  Result<Statement> st = txn->Prepare("SELECT lease_id, blob_digest FROM lease_blobs");
+  Result<Statement> st = txn->Prepare(sql);
   EXPECT_TRUE(st.ok());
   while (true) {
     Result<bool> row = st->Step();
@@ -37,21 +37,14 @@ std::set<std::string> Pins(Store& store) {
   return out;
 }
 
+// Rows of (lease id, blob digest) in lease_blobs, as "ID DIGEST".
+std::set<std::string> Pins(Store& store) {
+  return RowPairs(store, "SELECT lease_id, blob_digest FROM lease_blobs");
+}
+
 // Lease rows as "ID LABEL".
 std::set<std::string> LeaseRows(Store& store) {
-  std::set<std::string> out;
-  Result<ReadTransaction> txn = store.db().BeginRead();
-  EXPECT_TRUE(txn.ok());
-  if (!txn.ok()) return out;
-  Result<Statement> st = txn->Prepare("SELECT id, label FROM leases");
-  EXPECT_TRUE(st.ok());
-  while (true) {
-    Result<bool> row = st->Step();
-    EXPECT_TRUE(row.ok());
-    if (!row.ok() || !*row) break;
-    out.insert(st->ColumnText(0) + " " + st->ColumnText(1));
-  }
-  return out;
+  return RowPairs(store, "SELECT id, label FROM leases");
 }
 
 TEST(LeaseTest, PinsAreRecordedAndReleaseDropsThem) {

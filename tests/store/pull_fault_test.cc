@@ -18,13 +18,13 @@ namespace {
 
 using imgstore::testing::FaultEnv;
 using imgstore::testing::FsOp;
-using imgstore::testing::MakeTestImage;
-using imgstore::testing::TempDir;
-using imgstore::testing::TestImage;
-using imgstore::testing::TestImageSpec;
 using testing::ExpectConsistent;
 using testing::FakeSource;
 using testing::OpenStore;
+using testing::OpenStoreOn;
+using testing::TempDir;
+using testing::TestImage;
+using testing::TestImageSpec;
 
 TestImage Image() {
   TestImageSpec spec;
@@ -32,16 +32,14 @@ TestImage Image() {
   spec.layers = 3;
   spec.layer_bytes = (1 << 20) + 5000;  // more than one write per layer
   spec.compression = imgstore::testing::LayerCompression::kNone;
-  return MakeTestImage(spec);
+  return testing::MakeTestImage(spec);
 }
 
 // The operations a clean pull of `image` into a fresh store makes, of kind op.
 uint64_t CountOps(const TestImage& image, FsOp op) {
   TempDir dir;
   FaultEnv env;
-  StoreOptions so;
-  so.env = &env;
-  auto store = OpenStore(dir.path(), so);
+  auto store = OpenStoreOn(dir.path(), &env);
   EXPECT_NE(store, nullptr);
   env.ResetCounts();
   FakeSource src;
@@ -68,10 +66,8 @@ TEST_P(PullFaultTest, EveryFailedOperationLeavesTheStoreConsistent) {
     SCOPED_TRACE(std::string(FsOpName(op)) + " #" + std::to_string(n));
     TempDir dir;
     FaultEnv env;
-    StoreOptions so;
-    so.env = &env;
     {
-      auto store = OpenStore(dir.path(), so);
+      auto store = OpenStoreOn(dir.path(), &env);
       ASSERT_NE(store, nullptr);
       env.ResetCounts();
       env.FailNth(op, n);

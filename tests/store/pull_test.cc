@@ -17,37 +17,23 @@
 namespace imgstore::store {
 namespace {
 
-using imgstore::testing::MakeTestImage;
-using imgstore::testing::TempDir;
-using imgstore::testing::TestImage;
-using imgstore::testing::TestImageSpec;
+using testing::CountRows;
 using testing::ExpectConsistent;
 using testing::FakeSource;
 using testing::IndexEntry;
 using testing::MakeIndex;
-using testing::OpenStore;
+using testing::MakeTestImage;
+using testing::TestImage;
+using testing::TestImageSpec;
 
 constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
 
-int64_t CountRows(Store& store, const std::string& sql) {
-  Result<ReadTransaction> txn = store.db().BeginRead();
-  EXPECT_TRUE(txn.ok());
-  Result<Statement> st = txn->Prepare(sql);
-  EXPECT_TRUE(st.ok()) << st.status().ToString();
-  Result<bool> row = st->Step();
-  EXPECT_TRUE(row.ok() && *row);
-  return st->ColumnInt64(0);
-}
-
+// The text the one row of `sql` holds in its first column, "NULL" for a null.
 std::string QueryText(Store& store, const std::string& sql) {
-  Result<ReadTransaction> txn = store.db().BeginRead();
-  EXPECT_TRUE(txn.ok());
-  Result<Statement> st = txn->Prepare(sql);
-  EXPECT_TRUE(st.ok()) << st.status().ToString();
-  Result<bool> row = st->Step();
-  EXPECT_TRUE(row.ok() && *row);
-  return st->ColumnIsNull(0) ? "NULL" : st->ColumnText(0);
+  return testing::QueryOneRow(store, sql, [](const Statement& st) {
+    return st.ColumnIsNull(0) ? std::string("NULL") : st.ColumnText(0);
+  });
 }
 
 // Nothing recorded: no image, manifest, layer or lease row, and Check is clean.
@@ -84,15 +70,7 @@ std::string EditJson(const std::string& doc, const std::function<void(nlohmann::
   return j.dump();
 }
 
-class PullTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    store_ = OpenStore(dir_.path());
-    ASSERT_NE(store_, nullptr);
-  }
-  TempDir dir_;
-  std::unique_ptr<Store> store_;
-};
+using PullTest = testing::StoreTest;
 
 TEST_F(PullTest, PullsAnImageManifest) {
   TestImage img = Image(1);

@@ -15,34 +15,18 @@
 namespace imgstore::store {
 namespace {
 
-using imgstore::testing::MakeTestImage;
-using imgstore::testing::TempDir;
-using imgstore::testing::TestImage;
-using imgstore::testing::TestImageSpec;
+using testing::CountRows;
 using testing::ExpectConsistent;
 using testing::FakeDestination;
 using testing::FakeSource;
-using testing::OpenStore;
+using testing::TestImage;
 
-int64_t Count(Store& store, const std::string& sql) {
-  Result<ReadTransaction> txn = store.db().BeginRead();
-  EXPECT_TRUE(txn.ok());
-  Result<Statement> st = txn->Prepare(sql);
-  EXPECT_TRUE(st.ok());
-  Result<bool> row = st->Step();
-  EXPECT_TRUE(row.ok() && *row);
-  return st->ColumnInt64(0);
-}
-
-class PushTest : public ::testing::Test {
+class PushTest : public testing::StoreTest {
  protected:
   void SetUp() override {
-    store_ = OpenStore(dir_.path());
-    ASSERT_NE(store_, nullptr);
-    TestImageSpec spec;
-    spec.seed = 31;
-    spec.layers = 3;
-    image_ = MakeTestImage(spec);
+    StoreTest::SetUp();
+    if (HasFatalFailure()) return;
+    image_ = testing::ImageOf(31, 3);
     FakeSource src;
     src.AddImage(image_);
     PullOptions o;
@@ -50,8 +34,6 @@ class PushTest : public ::testing::Test {
     Result<PullResult> r = store_->Pull(src, o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
-  TempDir dir_;
-  std::unique_ptr<Store> store_;
   TestImage image_;
 };
 
@@ -72,7 +54,7 @@ TEST_F(PushTest, WritesTheExactBytes) {
     ASSERT_EQ(dest.blobs.size(), 3u);
     for (const std::string& l : image_.layers) EXPECT_EQ(dest.blobs[Digest::Of(l).ToString()], l);
   }
-  EXPECT_EQ(Count(*store_, "SELECT count(*) FROM leases"), 0);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM leases"), 0);
 }
 
 TEST_F(PushTest, PinsTheImageWhileStreaming) {
@@ -80,13 +62,13 @@ TEST_F(PushTest, PinsTheImageWhileStreaming) {
   int64_t pinned = -1;
   int64_t leases = -1;
   dest.probe = [&](const images::ImageToWrite&) {
-    pinned = Count(*store_, "SELECT count(DISTINCT blob_digest) FROM lease_blobs");
-    leases = Count(*store_, "SELECT count(*) FROM leases WHERE label LIKE 'push alpine to %'");
+    pinned = CountRows(*store_, "SELECT count(DISTINCT blob_digest) FROM lease_blobs");
+    leases = CountRows(*store_, "SELECT count(*) FROM leases WHERE label LIKE 'push alpine to %'");
   };
   ASSERT_TRUE(store_->Push("alpine", dest).ok());
   EXPECT_EQ(pinned, 5);  // manifest, config, three layers
   EXPECT_EQ(leases, 1);
-  EXPECT_EQ(Count(*store_, "SELECT count(*) FROM lease_blobs"), 0);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM lease_blobs"), 0);
 }
 
 TEST_F(PushTest, AnImageRemovedDuringThePushStillStreams) {
@@ -107,7 +89,7 @@ TEST_F(PushTest, UnknownImageIsNotFound) {
   EXPECT_NE(s.message().find("push nosuch:tag to fake-dest:test"), std::string::npos)
       << s.ToString();
   EXPECT_EQ(dest.calls, 0);
-  EXPECT_EQ(Count(*store_, "SELECT count(*) FROM leases"), 0);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM leases"), 0);
 }
 
 TEST_F(PushTest, DestinationFailureIsReturnedAndReleasesTheLease) {
@@ -117,8 +99,8 @@ TEST_F(PushTest, DestinationFailureIsReturnedAndReleasesTheLease) {
   EXPECT_EQ(s.code(), Code::kNoSpace);
   EXPECT_NE(s.message().find("push alpine to fake-dest:test"), std::string::npos);
   EXPECT_NE(s.message().find("no space left"), std::string::npos);
-  EXPECT_EQ(Count(*store_, "SELECT count(*) FROM leases"), 0);
-  EXPECT_EQ(Count(*store_, "SELECT count(*) FROM images"), 1);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM leases"), 0);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM images"), 1);
   ExpectConsistent(*store_);
 }
 
