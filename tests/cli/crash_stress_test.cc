@@ -64,8 +64,10 @@ class CrashStressTest : public ::testing::Test {
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
       EXPECT_EQ(r.exit_code, 0) << r.Describe();
     }
+    // The fastest: a slow first run (cold caches, a loaded machine) would spread the kills past
+    // the end of most runs.
     std::sort(us.begin(), us.end());
-    return std::chrono::microseconds(us[1]);
+    return std::chrono::microseconds(us[0]);
   }
 
   // `imgstore check` exits 0 and reports nothing.
@@ -106,7 +108,7 @@ TEST_F(CrashStressTest, GcKilledAtRandomInstants) {
       std::string bytes = "stray " + std::to_string(i) + " " + std::to_string(s);
       ASSERT_TRUE(store_->IngestBlob(Digest::Of(bytes), {}, bytes).ok());
     }
-    std::uniform_int_distribution<int64_t> pick(0, span.count() * 3 / 2);
+    std::uniform_int_distribution<int64_t> pick(0, span.count());
     killed += RunAndKill({"gc"}, std::chrono::microseconds(pick(rng_))) ? 1 : 0;
     const std::string what = "gc kill #" + std::to_string(i);
     in_window += PendingEntries() > 0 ? 1 : 0;
