@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/registry_flags.h"
 #include "cli/store_open.h"
 #include "images/platform.h"
 #include "registry/credentials.h"
@@ -28,17 +29,17 @@ struct PullArgs {
   std::string platform;
   bool quiet = false;
   bool verify_diff_ids = false;
-  // Registry access (docs/registry.md). creds is a secret: it is parsed, never printed.
-  std::string creds;
-  std::string authfile;
-  bool tls_verify = true;
-  std::string cert_dir;
+  int max_parallel = 3;
+  RegistryFlags registry;  // docs/registry.md
 };
 
 struct PushArgs {
   std::string image;
-  std::string destination;
+  std::string destination;  // "": the registry reference IMAGE itself
+  std::string digestfile;
   bool quiet = false;
+  int max_parallel = 3;
+  RegistryFlags registry;
 };
 
 // "sha256:0123456789ab": enough of a digest to tell blobs apart on one line.
@@ -75,17 +76,11 @@ Status RunPull(const GlobalOptions& global, const PullArgs& args) {
   }
   options.names = args.names;
   options.verify_diff_ids = args.verify_diff_ids;
-  registry::RegistryOptions reg;
-  if (!args.creds.empty()) {
-    Result<registry::Credentials> c = registry::ParseCredentials(args.creds);
-    if (!c.ok()) return c.status().WithContext("--creds");
-    reg.credentials = std::move(*c);
-  }
-  reg.auth_file = args.authfile;
-  reg.tls_verify = args.tls_verify;
-  reg.cert_dir = args.cert_dir;
+  options.max_parallel = args.max_parallel;
+  Result<registry::RegistryOptions> reg = ToRegistryOptions(args.registry);
+  if (!reg.ok()) return reg.status();
   Result<std::unique_ptr<images::ImageSource>> source =
-      transports::OpenSource(Env::Default(), args.source, options.limits, reg);
+      transports::OpenSource(Env::Default(), args.source, options.limits, *reg);
   if (!source.ok()) return source.status();
   options.operation = "pull " + (*source)->Describe();
 
@@ -122,8 +117,20 @@ Status RunPull(const GlobalOptions& global, const PullArgs& args) {
 }
 
 Status RunPush(const GlobalOptions& global, const PushArgs& args) {
+  Result<registry::RegistryOptions> reg = ToRegistryOptions(args.registry);
+  if (!reg.ok()) return reg.status();
+  // `push NAME` pushes to the registry the name designates, as docker and podman do.
+  const std::string dest_spec = args.destination.empty() ? args.image : args.destination;
+  if (args.destination.empty()) {
+    Result<transports::TransportSpec> t = transports::ParseTransportSpec(dest_spec);
+    if (!t.ok() || t->kind != transports::TransportKind::kRegistry) {
+      return Status(Code::kInvalidArgument,
+                    "push " + args.image +
+                        ": without DEST, IMAGE must be a registry reference (REGISTRY/NAME[:TAG])");
+    }
+  }
   Result<std::unique_ptr<images::ImageDestination>> dest =
-      transports::OpenDestination(Env::Default(), args.destination);
+      transports::OpenDestination(Env::Default(), dest_spec, *reg);
   if (!dest.ok()) return dest.status();
   Result<std::unique_ptr<store::Store>> store = OpenStore(global);
   if (!store.ok()) return store.status();
@@ -135,10 +142,16 @@ Status RunPush(const GlobalOptions& global, const PushArgs& args) {
   if (!details.ok()) return details.status();
   store::PushOptions options;
   options.operation = "push " + args.image + " to " + (*dest)->Describe();
+  options.max_parallel = args.max_parallel;
   Status s = (*store)->Push(id->ToString(), **dest, options);
   if (!s.ok()) return s;
+  const std::string digest = details->summary.manifest_digest.ToString();
+  if (!args.digestfile.empty()) {
+    Status w = Env::Default()->WriteFileAtomically(args.digestfile, digest + "\n");
+    if (!w.ok()) return w.WithContext("--digestfile");
+  }
   if (args.quiet) return Status::OK();
-  return WriteStdout(details->summary.manifest_digest.ToString() + "\n");
+  return WriteStdout(digest + "\n");
 }
 
 }  // namespace
@@ -153,13 +166,9 @@ void RegisterPullCommand(CLI::App& app, const GlobalOptions& global) {
                   "or docker-archive:FILE[:REF]")
       ->required();
   sub->add_option("--name", a->names, "give the image this name (repeatable)");
-  sub->add_option("--creds", a->creds, "registry credentials USER:PASSWORD");
-  sub->add_option("--authfile", a->authfile,
-                  "registry auth file (default: containers auth.json, ~/.docker/config.json)");
-  sub->add_option("--tls-verify", a->tls_verify,
-                  "verify the registry's TLS certificate and require https (default true)");
-  sub->add_option("--cert-dir", a->cert_dir,
-                  "directory with the registry's CA (*.crt) and client.cert/client.key");
+  AddRegistryFlags(sub, &a->registry);
+  sub->add_option("--max-parallel", a->max_parallel, "blobs fetched at once (default 3)")
+      ->check(CLI::Range(1, 64));
   sub->add_option("--platform", a->platform,
                   "OS/ARCH[/VARIANT] to choose from an index (default: this host's)")
       ->check(CLI::Validator(
@@ -180,9 +189,13 @@ void RegisterPushCommand(CLI::App& app, const GlobalOptions& global) {
   auto a = std::make_shared<PushArgs>();
   sub->add_option("IMAGE", a->image, "name, id, unique id prefix or manifest digest")->required();
   sub->add_option("DEST", a->destination,
-                  "oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]")
-      ->required();
+                  "[docker://]REGISTRY/NAME[:TAG], oci:DIR[:REF], oci-archive:FILE[:REF] or "
+                  "docker-archive:FILE[:REF] (default: the registry IMAGE names)");
   sub->add_flag("-q,--quiet", a->quiet, "print nothing on success");
+  sub->add_option("--digestfile", a->digestfile, "also write the manifest digest to this file");
+  sub->add_option("--max-parallel", a->max_parallel, "blobs sent at once (default 3)")
+      ->check(CLI::Range(1, 64));
+  AddRegistryFlags(sub, &a->registry);
   AddCommand({sub, [&global, a] { return RunPush(global, *a); }});
 }
 

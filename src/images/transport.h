@@ -9,10 +9,12 @@
 //   source need not, but a source that can check cheaply (OciBlobReader) should fail early.
 // - Manifest bytes are returned verbatim: their sha256 is their identity and must survive a copy.
 // - Errors carry the source's or destination's description (Describe()) in their message.
-// - A source or destination is used by one thread at a time.
+// - A source or destination is used by one thread at a time, except where a method says
+//   otherwise (ImageSource::ConcurrentBlobs, ImageToWrite::open_blob with max_parallel).
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +25,16 @@
 #include "util/status.h"
 
 namespace imgstore::images {
+
+// Progress of one blob's copy (pull or push), for progress bars and debug lines.
+struct BlobProgress {
+  Digest digest;         // the blob
+  uint64_t done = 0;     // bytes of it copied so far
+  uint64_t total = 0;    // its size from the manifest
+  bool skipped = false;  // not copied: already present (store, or registry: HEAD or mount)
+  bool mounted = false;  // skipped because a registry mounted it from another repository
+};
+using ProgressCallback = std::function<void(const BlobProgress&)>;
 
 // A manifest or index exactly as stored by the source.
 struct RawManifest {
@@ -51,6 +63,17 @@ class ImageSource {
   // Names (references as the user would write them) that the source attaches to the image:
   // a docker-archive's RepoTags. Empty when the source has none; the caller normalizes them.
   virtual std::vector<std::string> Names() const { return {}; }
+
+  // Where the blobs come from when that place can serve them to a registry again: a registry
+  // repository, "127.0.0.1:5000/a/b" (host as in the reference, path without tag). The store
+  // records it per blob (schema v3, blob_origins) so that a later push to another repository of
+  // the same registry can ask for a cross-repository mount instead of uploading. "" otherwise.
+  virtual std::string BlobOrigin() const { return ""; }
+
+  // Whether GetBlob may be called from several threads at once (each returned file then read by
+  // one thread). Store::Pull fetches up to PullOptions::max_parallel blobs at once only from a
+  // source that says yes; the other calls stay on one thread at a time.
+  virtual bool ConcurrentBlobs() const { return false; }
 };
 
 // Everything a destination needs to write one image: the exact manifest (an image manifest,
@@ -63,8 +86,20 @@ struct ImageToWrite {
   // Normalized references of the image in the store ("docker.io/library/a:latest"), sorted;
   // a destination that records names (docker-archive RepoTags) uses them.
   std::vector<std::string> names;
-  // Opens a blob of the image (config or layer) by descriptor.
+  // Opens a blob of the image (config or layer) by descriptor. Safe to call from several threads
+  // at once; each returned file is read by one thread. The bytes read are reported as progress
+  // by the store (it wraps the files), so a destination need not count them.
   std::function<Result<std::unique_ptr<SequentialFile>>(const Descriptor&)> open_blob;
+  // For each blob digest, the repositories ("host/path", see ImageSource::BlobOrigin) the store
+  // knows to hold it: a registry destination on the same host tries a cross-repository mount
+  // from them before uploading. Blobs with no known origin are absent.
+  std::map<Digest, std::vector<std::string>> origins;
+  // How many blobs a destination may write at once (registries: parallel uploads); 1 or less:
+  // one at a time. Formats written as one file (archives) may ignore it.
+  int max_parallel = 1;
+  // Reports blobs the destination did not need to send (BlobProgress::skipped, and mounted); may
+  // be empty. Thread-safe: the store serializes calls.
+  ProgressCallback on_progress;
 };
 
 class ImageDestination {
@@ -77,6 +112,10 @@ class ImageDestination {
   // is returned and what it held before is intact (files are published atomically, an index
   // or manifest.json is replaced last).
   virtual Status PutImage(const ImageToWrite& image) = 0;
+
+  // "host/path" when the destination is a registry repository (see ImageSource::BlobOrigin):
+  // after a successful push the store records it as an origin of the image's blobs. "" otherwise.
+  virtual std::string BlobOrigin() const { return ""; }
 };
 
 }  // namespace imgstore::images

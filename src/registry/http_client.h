@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "util/env.h"
 #include "util/status.h"
 
 namespace imgstore::registry {
@@ -42,13 +45,24 @@ struct HttpOptions {
 };
 
 struct HttpRequest {
-  std::string method = "GET";  // GET or HEAD in this increment (bodies come with push)
+  std::string method = "GET";  // GET, HEAD, POST, PUT, PATCH, DELETE
   std::string url;
   std::vector<std::string> headers;  // "Name: value"; never Authorization (see below)
   // The Authorization header's value ("Basic ...", "Bearer ..."), or "". Sent to the origin
   // (scheme, host, port) of `url` only: a redirect to another origin drops it.
   std::string authorization;
   int max_redirects = 0;  // 0: a 3xx answer is returned as it is
+  // The request body, for POST, PUT and PATCH: `body` when body_stream is null (sent with
+  // Content-Length, even when empty), else body_size bytes read from body_stream as the server
+  // takes them (Content-Length: body_size), so a gigabyte blob streams through a bounded buffer.
+  // A stream that ends early or fails aborts the request with its error. The stream must outlive
+  // Open() and the returned HttpStream; a redirect of a streamed request is not followed
+  // (kUnavailable: the body cannot be sent twice).
+  std::string body;
+  SequentialFile* body_stream = nullptr;
+  uint64_t body_size = 0;
+  // Called with the bytes of body_stream sent so far (progress of an upload); may be empty.
+  std::function<void(uint64_t)> on_body_progress;
 };
 
 struct HttpResponse {

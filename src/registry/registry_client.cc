@@ -98,13 +98,14 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::Create(const images::Ref
   if (!cert_dir.empty()) IMGSTORE_RETURN_IF_ERROR(LoadCertDir(cert_dir, http.tls));
   Result<std::optional<Credentials>> creds = FindCredentials(ref, options);
   if (!creds.ok()) return creds.status();
-  return std::unique_ptr<RegistryClient>(
-      new RegistryClient(host, std::move(http), options.tls_verify, std::move(*creds)));
+  return std::unique_ptr<RegistryClient>(new RegistryClient(
+      host, std::move(http), options.tls_verify, std::move(*creds), options.retry));
 }
 
 RegistryClient::RegistryClient(std::string host, HttpOptions http, bool tls_verify,
-                               std::optional<Credentials> credentials)
+                               std::optional<Credentials> credentials, RetryOptions retry)
     : host_(std::move(host)),
+      retry_(retry),
       http_(std::move(http)),
       tls_verify_(tls_verify),
       loopback_(IsLoopbackHost(host_)),
@@ -139,19 +140,39 @@ Status RegistryClient::Ping() {
   return Status(Code::kInternal, who + ": no scheme to try");
 }
 
+std::string RegistryClient::base_url() const { return base_; }
+
 Result<std::unique_ptr<HttpStream>> RegistryClient::Send(const std::string& method,
                                                          const std::string& path,
                                                          const std::string& scope,
                                                          const std::vector<std::string>& headers,
                                                          int max_redirects) {
+  Request r;
+  r.method = method;
+  r.target = path;
+  r.scope = scope;
+  r.headers = headers;
+  r.max_redirects = max_redirects;
+  return Send(r);
+}
+
+// TODO(issue 4, in progress): retries, thread safety, other-origin targets.
+Result<std::unique_ptr<HttpStream>> RegistryClient::Send(const Request& request) {
+  const std::string& method = request.method;
+  const std::string& path = request.target;
+  const std::string& scope = request.scope;
   if (base_.empty()) IMGSTORE_RETURN_IF_ERROR(Ping());
   for (int attempt = 0;; ++attempt) {
     HttpRequest req;
     req.method = method;
-    req.url = base_ + path;
-    req.headers = headers;
+    req.url = path.starts_with("http://") || path.starts_with("https://") ? path : base_ + path;
+    req.headers = request.headers;
     req.authorization = auth_.AuthorizationFor(scope);
-    req.max_redirects = max_redirects;
+    req.max_redirects = request.max_redirects;
+    req.body = request.body;
+    req.body_stream = request.body_stream;
+    req.body_size = request.body_size;
+    req.on_body_progress = request.on_body_progress;
     Result<std::unique_ptr<HttpStream>> s = http_.Open(req);
     if (!s.ok()) return s.status().WithContext("registry " + host_);
     if ((*s)->response().status != 401) return s;

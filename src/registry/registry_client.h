@@ -3,10 +3,16 @@
 // On first use it pings `GET /v2/` to learn the scheme (https; plain http only for a loopback
 // registry that does not speak TLS, or with tls_verify off) and the auth challenge; then each
 // request carries what its scope needs, and a 401 is answered once (token fetched or Basic
-// sent) before the request is retried. Pull uses GET; push (next increment) adds methods with
-// bodies on the same path.
+// sent) before the request is retried. Requests that fail for a passing reason (connection
+// error, 5xx, 429) are retried with backoff (RetryOptions), except those with a streamed body,
+// whose caller owns the retry (it must reopen the stream).
+//
+// THREADS: a RegistryClient is shared by the threads of one pull or push (parallel blobs): Send
+// may be called from several threads at once; the ping and the Authenticator's state are
+// guarded by a mutex that is never held while a request is in flight except the ping itself.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,12 +48,42 @@ class RegistryClient {
                                            const std::vector<std::string>& headers,
                                            int max_redirects = 0);
 
+  struct Request {
+    std::string method = "GET";
+    // "/v2/..." (relative to the registry), or an absolute URL (an upload's Location). An
+    // absolute URL of another origin gets no Authorization.
+    std::string target;
+    // The scopes the request needs, separated by spaces ("repository:a/b:pull,push
+    // repository:c/d:pull" for a mount): one token is fetched for all of them.
+    std::string scope;
+    std::vector<std::string> headers;
+    int max_redirects = 0;
+    // Body, as HttpRequest. With body_stream set nothing is retried, and a 401 is returned as
+    // kPermissionDenied (the body is gone): the caller makes sure the scope's authorization is
+    // known first, e.g. by the upload's POST, which needs the same scope.
+    std::string body;
+    SequentialFile* body_stream = nullptr;
+    uint64_t body_size = 0;
+    std::function<void(uint64_t)> on_body_progress;
+    // Whether an HTTP 5xx or 429 answer is retried (connection errors always are, for requests
+    // without a streamed body). A caller that must see the first answer sets false.
+    bool retry_status = true;
+  };
+  // The general form of Send. Errors as above; after the last retry, the error of the last
+  // attempt (an HTTP status is returned as the stream, for the caller's ErrorFromAnswer).
+  Result<std::unique_ptr<HttpStream>> Send(const Request& request);
+
+  // "https://127.0.0.1:5000" once the ping has been made (empty before).
+  std::string base_url() const;
+  const RetryOptions& retry() const { return retry_; }
+
  private:
   RegistryClient(std::string host, HttpOptions http, bool tls_verify,
-                 std::optional<Credentials> credentials);
+                 std::optional<Credentials> credentials, RetryOptions retry);
   Status Ping();
 
   std::string host_;
+  RetryOptions retry_;
   HttpClient http_;
   bool tls_verify_;
   bool loopback_;

@@ -3,6 +3,8 @@
 // transports::OpenSource to the registry client.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -10,6 +12,18 @@
 #include "registry/http_client.h"
 
 namespace imgstore::registry {
+
+// How a request that failed for a passing reason is tried again (docs/registry.md, "Retries"):
+// a connection that could not be made or broke (kUnavailable from HttpClient), an HTTP 5xx, or a
+// 429. The delay doubles from initial_delay up to max_delay; a Retry-After header (seconds or an
+// HTTP date) replaces the computed delay when it is longer, still capped by max_delay. After
+// max_attempts the last error is returned, naming the registry, what was asked for and the
+// status.
+struct RetryOptions {
+  int max_attempts = 4;  // attempts in all (1: no retry)
+  std::chrono::milliseconds initial_delay{500};
+  std::chrono::milliseconds max_delay{30000};
+};
 
 struct RegistryOptions {
   // --creds USER:PASSWORD; when set, auth files are not read.
@@ -26,6 +40,10 @@ struct RegistryOptions {
   std::string cert_dir;
   // Timeouts and user agent (tls is filled from the fields above).
   HttpOptions http;
+  RetryOptions retry;
+  // Blobs up to this size are uploaded with one PUT (POST for a session, then PUT with the body);
+  // larger ones with a streamed PATCH and a closing PUT, which a dropped connection can resume.
+  uint64_t monolithic_upload_max = 32ull << 20;
 };
 
 }  // namespace imgstore::registry

@@ -148,12 +148,7 @@ class StoreLease {
 };
 
 // Store::Pull: an image from any source (src/transports, src/registry) into the store.
-struct PullProgress {
-  Digest digest;         // the blob being copied
-  uint64_t done = 0;     // bytes of it so far
-  uint64_t total = 0;    // its size from the manifest
-  bool skipped = false;  // already present: not read
-};
+using PullProgress = images::BlobProgress;
 
 struct PullOptions {
   // The platform chosen when the source's top is an index (SelectManifest).
@@ -165,8 +160,12 @@ struct PullOptions {
   std::string operation;
   // Also decompress each layer while it is copied and check it against the config's diffID.
   bool verify_diff_ids = false;
-  // Called from the pulling thread as bytes arrive (progress bars); may be empty.
+  // Called as bytes arrive (progress bars); may be empty. With parallel blobs it is called from
+  // several threads, but never concurrently: the store serializes the calls.
   std::function<void(const PullProgress&)> on_progress;
+  // How many blobs are fetched at once when the source allows it (ImageSource::ConcurrentBlobs):
+  // registries. 1 or less: one at a time.
+  int max_parallel = 3;
   // How many indexes deep a pull follows an index whose chosen entry is itself an index. Real
   // images nest one (rarely two); the bound stops a hostile source that nests without end.
   int max_index_depth = 8;
@@ -183,6 +182,11 @@ struct PullResult {
 
 struct PushOptions {
   std::string operation;  // published in the lease label ("push oci:/srv/x")
+  // Blobs written at once by destinations that can (registries).
+  int max_parallel = 3;
+  // Bytes read from the store per blob, and blobs the destination skipped; serialized as for
+  // PullOptions::on_progress. May be empty.
+  images::ProgressCallback on_progress;
 };
 
 // Store::GarbageCollect: what no image references and nothing leases or is ingesting.
@@ -254,6 +258,10 @@ class Store {
   Result<std::unique_ptr<SequentialFile>> OpenBlob(const Digest& digest);
   // The whole blob in memory, or kCorruption if larger than max_bytes (manifests, configs).
   Result<std::string> ReadBlob(const Digest& digest, uint64_t max_bytes);
+  // The registry repositories ("host/path") known to hold the blob, sorted: recorded by pulls
+  // from a registry (ImageSource::BlobOrigin) and pushes to one (schema v3, table blob_origins;
+  // rows go with the blob). Empty when none is known.
+  Result<std::vector<std::string>> BlobOrigins(const Digest& digest);
   // Where a sha256 blob lives (whether or not it is present).
   std::string BlobPath(const Digest& digest) const;
 

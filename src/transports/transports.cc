@@ -2,6 +2,7 @@
 #include "transports/transports.h"
 
 #include "images/reference.h"
+#include "registry/registry_destination.h"
 #include "registry/registry_source.h"
 #include "transports/docker_archive.h"
 #include "transports/oci_archive.h"
@@ -27,11 +28,6 @@ constexpr Prefix kPrefixes[] = {
 bool IsSchemeChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '+' || c == '.' || c == '_';
-}
-
-Status RegistryUnsupported(std::string_view what, std::string_view ref) {
-  return Status(Code::kUnsupported,
-                std::string(what) + " a registry is not supported yet: " + std::string(ref));
 }
 
 }  // namespace
@@ -111,6 +107,11 @@ Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_vi
 }
 
 Result<std::unique_ptr<images::ImageDestination>> OpenDestination(Env* env, std::string_view spec) {
+  return OpenDestination(env, spec, registry::RegistryOptions{});
+}
+
+Result<std::unique_ptr<images::ImageDestination>> OpenDestination(
+    Env* env, std::string_view spec, const registry::RegistryOptions& registry) {
   Result<TransportSpec> t = ParseTransportSpec(spec);
   if (!t.ok()) return t.status();
   switch (t->kind) {
@@ -123,8 +124,11 @@ Result<std::unique_ptr<images::ImageDestination>> OpenDestination(Env* env, std:
       if (!da.ok()) return da.status();
       return OpenDockerArchiveDestination(env, da->path, da->ref);
     }
-    case TransportKind::kRegistry:
-      return RegistryUnsupported("pushing to", t->rest);
+    case TransportKind::kRegistry: {
+      Result<images::Reference> ref = images::ParseReference(t->rest);
+      if (!ref.ok()) return ref.status();
+      return registry::OpenRegistryDestination(*ref, registry);
+    }
   }
   return Status(Code::kInternal, "unhandled transport");
 }

@@ -6,7 +6,7 @@
 //   oci:PATH[:REF]              an OCI image layout directory; REF is an index.json ref.name
 //   oci-archive:FILE[:REF]      a tar of an OCI image layout (gzip/zstd-compressed when reading)
 //   docker-archive:FILE[:REF]   a `docker save` tar
-//   docker://NAME, NAME         a registry reference (pull only for now; push is kUnsupported)
+//   docker://NAME, NAME         a registry reference
 // The FIRST ':' after the transport prefix separates the path from REF, so a path cannot
 // contain ':' (as in skopeo on Linux). Anything "xyz:..." that is neither a known transport nor
 // a reference is kInvalidArgument naming the supported transports.
@@ -49,5 +49,8 @@ Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_vi
 
 // An image destination for spec. Nothing is written before PutImage().
 Result<std::unique_ptr<images::ImageDestination>> OpenDestination(Env* env, std::string_view spec);
+// The same, with how to reach a registry when spec names one.
+Result<std::unique_ptr<images::ImageDestination>> OpenDestination(
+    Env* env, std::string_view spec, const registry::RegistryOptions& registry);
 
 }  // namespace imgstore::transports
