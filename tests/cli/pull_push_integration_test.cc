@@ -129,7 +129,12 @@ TEST_F(PullPushTest, PushOfUnknownImageFails) {
 
 TEST_F(PullPushTest, UsageErrors) {
   EXPECT_EQ(Run({"pull"}).exit_code, 2);
-  EXPECT_EQ(Run({"push", "x"}).exit_code, 2);
+  EXPECT_EQ(Run({"push"}).exit_code, 2);
+  EXPECT_EQ(Run({"push", "x", "--max-parallel", "0"}).exit_code, 2);
+  // Without DEST, IMAGE must name a registry: an id or an oci: spec is refused, store untouched.
+  CliResult no_dest = Run({"push", "oci:" + dir_.Sub("src")});
+  EXPECT_EQ(no_dest.exit_code, 1) << no_dest.Describe();
+  EXPECT_NE(no_dest.err.find("without DEST"), std::string::npos) << no_dest.err;
   CliResult r = Run({"pull", "--platform", "linux", "oci:" + dir_.Sub("src")});
   EXPECT_EQ(r.exit_code, 2) << r.Describe();
   EXPECT_EQ(Lines(r.err), 1) << r.err;
