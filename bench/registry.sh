@@ -206,9 +206,10 @@ run_image() {
     done
     kill -9 "$victim" 2>/dev/null || true
     wait "$victim" 2>/dev/null || true
-    echo "kill -9 mid-pull: partial ingest $(du -sb "$IMGSTORE_ROOT/ingest" | cut -f1) bytes; files in TMPDIR: $(find "$TMPDIR" -type f | wc -l)"
+    ingest_files() { find "$IMGSTORE_ROOT/ingest" -type f -printf '%s\n' | awk '{n++; b+=$1} END {printf "%d files, %d bytes", n, b}'; }
+    echo "kill -9 mid-pull: in ingest/: $(ingest_files); files in TMPDIR: $(find "$TMPDIR" -type f | wc -l)"
     "$BIN" list >/dev/null  # any command opens the store, and opening recovers dead ingests
-    echo "  after the next command: partial ingest $(du -sb "$IMGSTORE_ROOT/ingest" | cut -f1) bytes; check: $("$BIN" check >/dev/null 2>&1 && echo clean || echo PROBLEMS)"
+    echo "  after the next command: in ingest/: $(ingest_files); check: $("$BIN" check >/dev/null 2>&1 && echo clean || echo PROBLEMS)"
     timed "$WORK/repull.t" "$BIN" pull -q "$src/$repo"
     echo "  retry: $(secs "$WORK/repull.t")s"
   fi

@@ -28,6 +28,8 @@ void RegisterCommands(CLI::App& app, const GlobalOptions& global) {
   RegisterDfCommand(app, global);
   RegisterCheckCommand(app, global);
   RegisterLocksCommand(app, global);
+  RegisterLoginCommand(app, global);
+  RegisterLogoutCommand(app, global);
 }
 
 int RunSelected(CLI::App& app, const GlobalOptions&) {

@@ -43,5 +43,7 @@ void RegisterGcCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterDfCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterCheckCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterLocksCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterLoginCommand(CLI::App& app, const GlobalOptions& global);
+void RegisterLogoutCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace imgstore::cli

@@ -2,10 +2,8 @@
 // (docs/pull-push.md, "Commands").
 //
 // stdout carries only the result (the image id for pull, the manifest digest for push) so that
-// scripts can capture it; progress goes to stderr, and only when stderr is a terminal.
-#include <unistd.h>
-
-#include <chrono>
+// scripts can capture it; progress goes to stderr (cli/progress.h: bars on a terminal, one line
+// per blob otherwise, nothing with --quiet).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -13,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/progress.h"
 #include "cli/registry_flags.h"
 #include "cli/store_open.h"
 #include "images/platform.h"
@@ -42,30 +41,13 @@ struct PushArgs {
   RegistryFlags registry;
 };
 
-// "sha256:0123456789ab": enough of a digest to tell blobs apart on one line.
-std::string Short(const Digest& d) { return d.ToString().substr(0, 19); }
-
-// One status line per blob on a terminal, redrawn at most every 100 ms.
-class ProgressLine {
- public:
-  void Update(const store::PullProgress& p) {
-    const bool done = p.skipped || p.done >= p.total;
-    auto now = std::chrono::steady_clock::now();
-    if (!done && p.digest == current_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    current_ = p.digest;
-    std::string line =
-        p.skipped ? Short(p.digest) + ": already present"
-                  : Short(p.digest) + ": " + HumanSize(p.done) + " / " + HumanSize(p.total);
-    std::fprintf(stderr, "\r\033[K%s", line.c_str());
-    if (done) std::fputc('\n', stderr);
-    std::fflush(stderr);
-  }
-
- private:
-  Digest current_;
-  std::chrono::steady_clock::time_point last_;
-};
+// The display for a command's flags. --log-level debug prints lines of its own between the
+// progress lines, which a region redrawn in place would overwrite: it gets the plain lines.
+std::shared_ptr<ProgressDisplay> MakeDisplay(const GlobalOptions& global, bool quiet) {
+  ProgressMode mode = ProgressModeFor(quiet);
+  if (mode == ProgressMode::kTerminal && LogDebug(global)) mode = ProgressMode::kLines;
+  return std::make_shared<ProgressDisplay>(mode);
+}
 
 Status RunPull(const GlobalOptions& global, const PullArgs& args) {
   store::PullOptions options;
@@ -84,28 +66,27 @@ Status RunPull(const GlobalOptions& global, const PullArgs& args) {
   if (!source.ok()) return source.status();
   options.operation = "pull " + (*source)->Describe();
 
-  auto bar = std::make_shared<ProgressLine>();
-  const bool tty = !args.quiet && ::isatty(STDERR_FILENO) == 1;
+  std::shared_ptr<ProgressDisplay> display = MakeDisplay(global, args.quiet);
   const bool debug = LogDebug(global);
-  if (tty || debug) {
-    options.on_progress = [bar, tty, debug](const store::PullProgress& p) {
-      if (debug) {
-        if (p.skipped) {
-          std::fprintf(stderr, "imgstore: debug: blob %s skipped (already present)\n",
-                       p.digest.ToString().c_str());
-        } else if (p.done >= p.total) {
-          std::fprintf(stderr, "imgstore: debug: blob %s written (%llu bytes)\n",
-                       p.digest.ToString().c_str(), static_cast<unsigned long long>(p.done));
-        }
-      } else if (tty) {
-        bar->Update(p);
-      }
-    };
-  }
+  options.on_blobs = [display](const std::vector<images::Descriptor>& blobs) {
+    display->Expect(blobs);
+  };
+  options.on_progress = [display, debug](const store::PullProgress& p) {
+    display->Update(p);
+    if (!debug) return;
+    if (p.skipped) {
+      std::fprintf(stderr, "imgstore: debug: blob %s skipped (already present)\n",
+                   p.digest.ToString().c_str());
+    } else if (p.done >= p.total) {
+      std::fprintf(stderr, "imgstore: debug: blob %s written (%llu bytes)\n",
+                   p.digest.ToString().c_str(), static_cast<unsigned long long>(p.done));
+    }
+  };
 
   Result<std::unique_ptr<store::Store>> store = OpenStore(global);
   if (!store.ok()) return store.status();
   Result<store::PullResult> r = (*store)->Pull(**source, options);
+  display->Finish();  // before the error line or the summary
   if (!r.ok()) return r.status();
   if (LogInfo(global)) {
     std::fprintf(stderr, "imgstore: pulled %s: %d new blobs, %s; manifest %s\n",
@@ -143,7 +124,17 @@ Status RunPush(const GlobalOptions& global, const PushArgs& args) {
   store::PushOptions options;
   options.operation = "push " + args.image + " to " + (*dest)->Describe();
   options.max_parallel = args.max_parallel;
+  std::shared_ptr<ProgressDisplay> display = MakeDisplay(global, args.quiet);
+  options.on_progress = [display](const images::BlobProgress& p) { display->Update(p); };
+  // Printed after the progress, which would draw over them.
+  std::vector<std::string> warnings;
+  options.on_warning = [&warnings](const std::string& line) { warnings.push_back(line); };
   Status s = (*store)->Push(id->ToString(), **dest, options);
+  display->Finish();
+  if (!args.quiet && global.log_level != "error") {
+    for (const std::string& w : warnings)
+      std::fprintf(stderr, "imgstore: warning: %s\n", w.c_str());
+  }
   if (!s.ok()) return s;
   const std::string digest = details->summary.manifest_digest.ToString();
   if (!args.digestfile.empty()) {

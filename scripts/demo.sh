@@ -6,10 +6,11 @@
 #    (Debian's) reads back with the same digests.
 # 2. `imgstore list` answers in milliseconds while another process pulls a large image, and a
 #    pull killed with kill -9 leaves nothing that `imgstore check` objects to.
-# 3. A real registry (Debian's docker-registry) on 127.0.0.1: skopeo pushes the image there and
-#    imgstore pulls it back with the same manifest digest. (Pushing to a registry is the next
-#    increment of the registry transport.)
-# 4. gc, df and check.
+# 3. A real registry (Debian's docker-registry) on 127.0.0.1: imgstore pushes the image there and
+#    skopeo reads it with the same manifest digest; skopeo pushes, imgstore pulls it back.
+# 4. A 200 MB image pushed to the registry while `imgstore list` keeps answering in another
+#    process, and an `rmi` of the image during its push (the push completes).
+# 5. gc, df and check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -54,8 +55,9 @@ echo "manifest digest in the store: $stored"
 echo "manifest digest skopeo reads: sha256:$skopeo_digest"
 run skopeo inspect --config "docker-archive:$work/app-docker.tar" | head -12
 
-step "4. a real registry on 127.0.0.1: skopeo pushes, imgstore pulls"
+step "4. a real registry on 127.0.0.1: imgstore pushes and skopeo reads; skopeo pushes and imgstore pulls"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
 mkdir -p "$work/registry"
 cat >"$work/registry.yml" <<YML
 version: 0.1
@@ -67,17 +69,19 @@ storage:
   filesystem:
     rootdirectory: $work/registry
 http:
-  addr: 127.0.0.1:$port
+  addr: $reg
 YML
 /usr/bin/docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
 registry_pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-run skopeo copy -q --dest-tls-verify=false "oci:$work/layout:app" "docker://127.0.0.1:$port/demo/app:1"
-run "$bin" pull "127.0.0.1:$port/demo/app:1"
-echo "manifest digest in the registry: $(skopeo inspect --tls-verify=false --raw "docker://127.0.0.1:$port/demo/app:1" | sha256sum | cut -d' ' -f1)"
-run "$bin" list --digests "127.0.0.1:$port/demo/app"
+for _ in $(seq 100); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+echo "registry: docker-registry on http://$reg"
+run "$bin" push demo/app:1 "$reg/demo/app:1"
+echo "manifest digest skopeo reads from the registry: sha256:$(skopeo inspect --tls-verify=false --raw "docker://$reg/demo/app:1" | sha256sum | cut -d' ' -f1)"
+run skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$reg/demo/app:1" "docker://$reg/demo/copied:1"
+run "$bin" pull "$reg/demo/copied:1"
+run "$bin" list
 
-step "5. a large pull in the background: list keeps answering"
+step "5. push a 200 MB image to the registry while list runs in another process"
 python3 - "$work/big" <<'PY'
 import os, sys
 d = sys.argv[1]; os.makedirs(d, exist_ok=True)
@@ -89,18 +93,26 @@ PY
   umoci new --image layout:big
   umoci insert --image layout:big big /opt/big >/dev/null
 )
-"$bin" pull -q "oci:$work/layout:big" --name demo/big:1 &
-pull_pid=$!
-for i in 1 2 3 4 5; do
-  /usr/bin/time -f "list #$i answered in %es" "$bin" list -q >/dev/null
-  sleep 0.2
+run "$bin" pull -q "oci:$work/layout:big" --name demo/big:1
+echo "\$ $bin push demo/big:1 $reg/demo/big:1   (in the background)"
+"$bin" push -q demo/big:1 "$reg/demo/big:1" &
+push_pid=$!
+i=0
+while kill -0 "$push_pid" 2>/dev/null; do
+  i=$((i + 1))
+  /usr/bin/time -f "list #$i during the push answered in %es" "$bin" list -q >/dev/null
+  sleep 0.05
 done
-wait "$pull_pid"
+wait "$push_pid" && echo "push: done"
 run "$bin" list
+echo "rmi while the image is being pushed: the push still completes"
+"$bin" push -q demo/big:1 "$reg/demo/big-again:1" &
+push_pid=$!
+run "$bin" rmi demo/big:1
+wait "$push_pid" && echo "push: done; the registry has it: $(skopeo inspect --tls-verify=false --raw "docker://$reg/demo/big-again:1" | sha256sum | cut -c1-19)"
+run "$bin" gc
 
 step "6. kill -9 a pull half-way: nothing to clean by hand"
-"$bin" rmi demo/big:1 >/dev/null
-"$bin" gc >/dev/null
 "$bin" pull -q "oci:$work/layout:big" --name demo/big:2 &
 pull_pid=$!
 sleep 0.5

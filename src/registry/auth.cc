@@ -7,6 +7,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "registry/registry_client.h"
+
 namespace imgstore::registry {
 namespace {
 
@@ -132,13 +134,37 @@ const std::string& Authenticator::username() const {
   return credentials_ ? credentials_->username : kNone;
 }
 
+std::string TokenQuery(const std::string& service, const std::string& scope) {
+  std::string query;
+  auto add = [&](const char* key, std::string_view value) {
+    if (!query.empty()) query += "&";
+    query += key;
+    query += "=";
+    query += UrlEscape(std::string(value));
+  };
+  if (!service.empty()) add("service", service);
+  std::string_view rest = scope;
+  while (!rest.empty()) {
+    size_t space = rest.find(' ');
+    std::string_view one = rest.substr(0, space);
+    if (!one.empty()) add("scope", one);
+    rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+  }
+  return query;
+}
+
 std::string Authenticator::AuthorizationFor(const std::string& scope) {
   if (bearer_) {
     auto it = tokens_.find(scope);
-    if (it != tokens_.end() && std::chrono::steady_clock::now() < it->second.expires) {
-      return "Bearer " + it->second.value;
+    if (it == tokens_.end()) return "";
+    if (std::chrono::steady_clock::now() >= it->second.expires) {
+      // Expired by our clock: forgotten, so that the 401 this request gets fetches a new one
+      // instead of counting as a refusal.
+      tokens_.erase(it);
+      return "";
     }
-    return "";
+    ++it->second.handed_out;
+    return "Bearer " + it->second.value;
   }
   if (basic_ && credentials_) {
     return "Basic " + Base64Encode(credentials_->username + ":" + credentials_->password);
@@ -165,13 +191,21 @@ Status Authenticator::OnUnauthorized(const HttpResponse& response, const std::st
   std::vector<Challenge> challenges = ParseChallenges(response.Headers("www-authenticate"));
   for (const Challenge& c : challenges) {
     if (c.scheme == "bearer" && c.params.count("realm") != 0) {
-      // A token that was just sent and refused is not asked for again in a loop.
-      bool had = tokens_.count(scope) != 0;
-      tokens_.erase(scope);
       bearer_ = c;
-      if (had) {
-        return Status(Code::kPermissionDenied,
-                      who + ": the token for " + scope + " was refused (HTTP 401)");
+      auto it = tokens_.find(scope);
+      if (it != tokens_.end()) {
+        // The token server granted fewer actions than asked: a new token would be the same
+        // (the token stays: it is good for what it grants, and other threads see this answer).
+        auto error = c.params.find("error");
+        if (error != c.params.end() && error->second == "insufficient_scope") {
+          return TokenRefused(c, scope);
+        }
+        // A token that served earlier requests was refused because it expired (or was revoked)
+        // before the lifetime it was given: a new one is fetched. One refused on its first use
+        // (a registry that does not say why) would be refused again.
+        const bool used_before = it->second.handed_out > 1;
+        tokens_.erase(it);
+        if (!used_before) return TokenRefused(c, scope);
       }
       return FetchToken(c, scope);
     }
@@ -195,36 +229,66 @@ Status Authenticator::OnUnauthorized(const HttpResponse& response, const std::st
                 who + ": HTTP 401 without a challenge imgstore can answer (Basic or Bearer)");
 }
 
+Status Authenticator::TokenRefused(const Challenge& challenge, const std::string& scope) const {
+  // distribution names the reason in the challenge's error parameter; other registries may not.
+  auto error = challenge.params.find("error");
+  std::string reason = "insufficient scope?";
+  if (error != challenge.params.end() && error->second == "insufficient_scope") {
+    reason = "insufficient scope";
+  } else if (error != challenge.params.end() && error->second == "invalid_token") {
+    reason = "invalid token";
+  }
+  std::string msg = "registry " + registry_ + ": the " + (credentials_ ? "" : "anonymous ") +
+                    "token for " + (scope.empty() ? std::string("registry access") : scope) +
+                    " was refused (HTTP 401: " + reason + ")";
+  if (!credentials_) msg += "; give credentials with --creds USER:PASSWORD or --authfile FILE";
+  return Status(Code::kPermissionDenied, msg);
+}
+
 Status Authenticator::FetchToken(const Challenge& challenge, const std::string& scope) {
   const std::string& realm = challenge.params.at("realm");
-  std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
-  bool first = true;
-  auto add = [&](const std::string& k, const std::string& v) {
-    if (!first) url += "&";
-    url += k + "=" + UrlEscape(v);
-    first = false;
-  };
+  const std::string who = "registry " + registry_ + ": token server " + realm;
+  if (!realm.starts_with("https://") && !realm.starts_with("http://")) {
+    return Status(Code::kPermissionDenied, who + ": the realm is not an http(s) URL");
+  }
+  // Credentials go in clear over http: only to a loopback token server (as to a loopback
+  // registry), or when the user turned verification off.
+  if (credentials_ && realm.starts_with("http://") && http_->options().tls.verify &&
+      !IsLoopbackHost(OriginOf(realm).substr(7))) {
+    return Status(Code::kPermissionDenied,
+                  who +
+                      ": imgstore does not send credentials over plain http to a host other "
+                      "than this one (use --tls-verify=false to allow it)");
+  }
   auto service = challenge.params.find("service");
-  if (service != challenge.params.end()) add("service", service->second);
-  add("scope", scope);
+  const std::string query =
+      TokenQuery(service != challenge.params.end() ? service->second : "", scope);
   HttpRequest req;
-  req.url = url;
+  req.url = realm;
+  if (!query.empty()) req.url += (realm.find('?') == std::string::npos ? "?" : "&") + query;
   req.headers.push_back("Accept: application/json");
   if (credentials_) {
     req.authorization =
         "Basic " + Base64Encode(credentials_->username + ":" + credentials_->password);
   }
-  const std::string who = "registry " + registry_ + ": token server " + realm;
   Result<std::unique_ptr<HttpStream>> s = http_->Open(req);
   if (!s.ok()) return s.status().WithContext("registry " + registry_ + ": token");
   Result<std::string> body = (*s)->ReadAll(kMaxTokenAnswer);
   if (!body.ok()) return body.status().WithContext(who);
   long status = (*s)->response().status;
   if (status == 401 || status == 403) {
+    const std::string http = " (HTTP " + std::to_string(status) + ")";
+    if (!credentials_) {
+      return Status(Code::kPermissionDenied,
+                    who + " refused " + (scope.empty() ? "anonymous access" : scope) +
+                        " without credentials" + http +
+                        "; give credentials with --creds USER:PASSWORD or --authfile FILE");
+    }
+    const std::string user = "user \"" + credentials_->username + "\"";
     return Status(Code::kPermissionDenied,
-                  who + " refused " + scope +
-                      (credentials_ ? " for user \"" + credentials_->username + "\"" : "") +
-                      " (HTTP " + std::to_string(status) + ")");
+                  who + " refused " +
+                      (scope.empty() ? "the credentials of " + user : scope + " for " + user) +
+                      http);
   }
   if (status != 200) {
     return Status(Code::kUnavailable, who + ": HTTP " + std::to_string(status));
@@ -248,7 +312,7 @@ Status Authenticator::FetchToken(const Challenge& challenge, const std::string& 
   }
   auto expires = std::chrono::steady_clock::now() + lifetime -
                  std::min<std::chrono::seconds>(kExpiryMargin, lifetime / 2);
-  tokens_[scope] = Token{std::move(token), expires};
+  tokens_[scope] = Token{std::move(token), expires, 0};
   return Status::OK();
 }
 

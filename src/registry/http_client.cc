@@ -2,14 +2,21 @@
 // handle so that the body can be pulled by Read() instead of pushed by a callback. When the
 // reader falls behind, the write callback pauses the transfer, so at most one buffer of
 // kMaxBuffered bytes (plus one libcurl chunk) is held per stream.
+//
+// A request body (string or SequentialFile) goes through libcurl's upload path (read callback,
+// known size) whatever the method, so that a string and a streamed body behave alike and
+// libcurl adds no form Content-Type of its own.
 #include "registry/http_client.h"
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <functional>
 #include <mutex>
+#include <string>
 
 namespace imgstore::registry {
 namespace {
@@ -54,6 +61,14 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
+// Whether the request sends a body: always for POST, PUT and PATCH (Content-Length: 0 when it
+// is empty), for other methods only when one is given.
+bool HasBody(const HttpRequest& r) {
+  if (r.method == "GET" || r.method == "HEAD") return false;
+  if (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") return true;
+  return r.body_stream != nullptr || !r.body.empty();
+}
+
 bool IsTlsTrustError(CURLcode c) {
   return c == CURLE_PEER_FAILED_VERIFICATION || c == CURLE_SSL_CACERT_BADFILE ||
          c == CURLE_SSL_ISSUER_ERROR || c == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
@@ -87,6 +102,23 @@ class CurlStream final : public HttpStream {
     } else if (request.method != "GET") {
       curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     }
+    bool has_expect = false;
+    for (const std::string& line : request.headers) {
+      has_expect = has_expect || Lower(line).starts_with("expect:");
+    }
+    if (HasBody(request)) {
+      body_ = request.body;
+      body_stream_ = request.body_stream;
+      body_size_ = request.body_stream != nullptr ? request.body_size : body_.size();
+      on_body_progress_ = request.on_body_progress;
+      curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body_size_));
+      curl_easy_setopt(h, CURLOPT_READFUNCTION, &CurlStream::OnRead);
+      curl_easy_setopt(h, CURLOPT_READDATA, this);
+      // libcurl would otherwise wait for a "100 Continue" before each body (a second lost per
+      // request with servers that do not send one); the registry reads the body anyway.
+      if (!has_expect && !Append("Expect:")) return Status(Code::kInternal, "curl: out of memory");
+    }
     const TlsConfig& tls = options.tls;
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, tls.verify ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, tls.verify ? 2L : 0L);
@@ -101,6 +133,11 @@ class CurlStream final : public HttpStream {
       curl_easy_setopt(h, CURLOPT_SSLCERT, tls.client_cert_file.c_str());
       curl_easy_setopt(h, CURLOPT_SSLKEY, tls.client_key_file.c_str());
     }
+    client_cert_file_ = tls.client_cert_file;
+    // Noted so that a registry requiring a client certificate gets a clear error: with TLS 1.3
+    // it drops the connection after the handshake, which libcurl reports as a failed send/read.
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &CurlStream::OnSslContext);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, this);
     for (const std::string& line : request.headers) {
       if (!Append(line)) return Status(Code::kInternal, "curl: out of memory");
     }
@@ -118,7 +155,18 @@ class CurlStream final : public HttpStream {
     added_ = true;
     // The headers are complete when body bytes arrive or the transfer ends.
     while (!headers_done_ && !done_) IMGSTORE_RETURN_IF_ERROR(Step());
-    if (done_ && result_ != CURLE_OK) {
+    // A body that broke after the final headers came is Read's error, after the bytes that did
+    // arrive: a blob pull resumes from there (Range) instead of starting over.
+    const bool broke_in_body = headers_done_ && !HasBody(request);
+    if (done_ && result_ != CURLE_OK && !broke_in_body) {
+      if (cert_requested_ && body_error_.ok() && !IsTlsTrustError(result_)) {
+        return Status(Code::kPermissionDenied,
+                      what_ + ": the server asked for a TLS client certificate and " +
+                          (client_cert_file_.empty()
+                               ? "none was given; put client.cert and client.key in the "
+                                 "--cert-dir directory"
+                               : "refused " + client_cert_file_));
+      }
       if (tls_failed != nullptr) *tls_failed = result_ == CURLE_SSL_CONNECT_ERROR;
       return TransferError();
     }
@@ -193,6 +241,8 @@ class CurlStream final : public HttpStream {
   }
 
   Status TransferError() const {
+    // The body's own failure (a read error, a stream that ended early) is the real reason.
+    if (!body_error_.ok()) return body_error_.WithContext(what_);
     std::string reason = error_[0] != '\0' ? std::string(error_) : curl_easy_strerror(result_);
     if (IsTlsTrustError(result_)) {
       return Status(
@@ -204,6 +254,17 @@ class CurlStream final : public HttpStream {
       return Status(Code::kInvalidArgument, what_ + ": " + reason);
     }
     return Status(Code::kUnavailable, what_ + ": " + reason);
+  }
+
+  static CURLcode OnSslContext(CURL*, void* ssl_ctx, void* self_ptr) {
+    SSL_CTX_set_cert_cb(
+        static_cast<SSL_CTX*>(ssl_ctx),
+        [](SSL*, void* self) {
+          static_cast<CurlStream*>(self)->cert_requested_ = true;
+          return 1;
+        },
+        self_ptr);
+    return CURLE_OK;
   }
 
   static size_t OnHeader(char* data, size_t size, size_t n, void* self_ptr) {
@@ -247,6 +308,40 @@ class CurlStream final : public HttpStream {
     return size * n;
   }
 
+  // Hands libcurl the next piece of the body: from body_ or body_stream_, never past
+  // body_size_. A stream that fails or ends early aborts the transfer (TransferError says why).
+  static size_t OnRead(char* data, size_t size, size_t n, void* self_ptr) {
+    auto* self = static_cast<CurlStream*>(self_ptr);
+    const uint64_t left = self->body_size_ - self->body_sent_;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(size * n, left));
+    if (want == 0) return 0;
+    size_t got = 0;
+    if (self->body_stream_ == nullptr) {
+      std::memcpy(data, self->body_.data() + self->body_sent_, want);
+      got = want;
+    } else {
+      Result<size_t> r =
+          self->body_stream_->Read(std::as_writable_bytes(std::span<char>(data, want)));
+      if (!r.ok()) {
+        self->body_error_ = r.status();
+        return CURL_READFUNC_ABORT;
+      }
+      got = *r;
+      if (got == 0) {
+        self->body_error_ =
+            Status(Code::kCorruption, "the body " + self->body_stream_->path() + " ended after " +
+                                          std::to_string(self->body_sent_) + " of " +
+                                          std::to_string(self->body_size_) + " bytes");
+        return CURL_READFUNC_ABORT;
+      }
+    }
+    self->body_sent_ += got;
+    if (self->body_stream_ != nullptr && self->on_body_progress_) {
+      self->on_body_progress_(self->body_sent_);
+    }
+    return got;
+  }
+
   EasyPtr easy_;
   MultiPtr multi_;
   SlistPtr headers_;
@@ -258,8 +353,17 @@ class CurlStream final : public HttpStream {
   bool done_ = false;
   bool paused_ = false;
   CURLcode result_ = CURLE_OK;
+  bool cert_requested_ = false;  // the server sent a TLS CertificateRequest
+  std::string client_cert_file_;
   std::string buffer_;
   size_t pos_ = 0;
+  // The request body: a copy of HttpRequest::body, or the caller's stream.
+  std::string body_;
+  SequentialFile* body_stream_ = nullptr;
+  uint64_t body_size_ = 0;
+  uint64_t body_sent_ = 0;
+  std::function<void(uint64_t)> on_body_progress_;
+  Status body_error_;
 };
 
 }  // namespace
@@ -329,6 +433,12 @@ Result<std::unique_ptr<HttpStream>> HttpClient::Open(const HttpRequest& request,
         status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
     if (!redirect || request.max_redirects == 0)
       return std::unique_ptr<HttpStream>(std::move(stream));
+    // The stream was (at least partly) consumed by the first request: it cannot be sent again.
+    if (current.body_stream != nullptr) {
+      return Status(Code::kUnavailable, request.method + " " + request.url + ": redirected (HTTP " +
+                                            std::to_string(status) +
+                                            "), and a streamed body cannot be sent twice");
+    }
     if (hop >= request.max_redirects) {
       return Status(Code::kUnavailable, request.method + " " + request.url + ": more than " +
                                             std::to_string(request.max_redirects) + " redirects");
@@ -343,7 +453,10 @@ Result<std::unique_ptr<HttpStream>> HttpClient::Open(const HttpRequest& request,
     current.url = next;
     // Credentials belong to the registry's origin: storage behind a redirect gets none.
     if (next_origin != origin) current.authorization.clear();
-    if (status == 303) current.method = "GET";
+    if (status == 303) {
+      current.method = "GET";
+      current.body.clear();
+    }
   }
 }
 

@@ -9,13 +9,21 @@
 //
 // THREADS: a RegistryClient is shared by the threads of one pull or push (parallel blobs): Send
 // may be called from several threads at once; the ping and the Authenticator's state are
-// guarded by a mutex that is never held while a request is in flight except the ping itself.
+// guarded by a mutex that is never held while a request is in flight except the ping itself
+// and a token fetch (the other threads need that token too). A 401 that another thread has
+// already answered for the same scope is not answered twice: the request is sent again with
+// the new authorization.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "images/reference.h"
@@ -69,8 +77,12 @@ class RegistryClient {
     // without a streamed body). A caller that must see the first answer sets false.
     bool retry_status = true;
   };
-  // The general form of Send. Errors as above; after the last retry, the error of the last
-  // attempt (an HTTP status is returned as the stream, for the caller's ErrorFromAnswer).
+  // The general form of Send. Retries (RetryOptions; docs/registry.md, "Retries and faults"):
+  // a connection that could not be made or broke (kUnavailable) is tried again, and so is an
+  // HTTP 5xx or 429 answer when retry_status, up to retry().max_attempts attempts in all, after
+  // RetryDelay (the answer's Retry-After counts); the ping is retried the same way. A request
+  // with a body_stream is sent once. Errors as above; after the last attempt, the error of the
+  // last attempt (an HTTP status is returned as the stream, for the caller's ErrorFromAnswer).
   Result<std::unique_ptr<HttpStream>> Send(const Request& request);
 
   // "https://127.0.0.1:5000" once the ping has been made (empty before).
@@ -80,16 +92,46 @@ class RegistryClient {
  private:
   RegistryClient(std::string host, HttpOptions http, bool tls_verify,
                  std::optional<Credentials> credentials, RetryOptions retry);
-  Status Ping();
+  // The ping, retried like a request; called with mu_ held.
+  Status PingWithRetries();
+  // One `GET /v2/` per scheme; *retry_after is set from a 429/5xx answer's Retry-After.
+  Status Ping(std::optional<std::chrono::milliseconds>* retry_after);
+  // One attempt of a request: send, answering 401s (no retry for passing failures).
+  Result<std::unique_ptr<HttpStream>> SendOnce(const Request& request, const std::string& base);
 
-  std::string host_;
-  RetryOptions retry_;
-  HttpClient http_;
-  bool tls_verify_;
-  bool loopback_;
-  std::string base_;  // "https://host:port" once pinged
-  Authenticator auth_;
+  const std::string host_;
+  const RetryOptions retry_;
+  const HttpClient http_;
+  const bool tls_verify_;
+  const bool loopback_;
+  mutable std::mutex mu_;
+  std::string base_;    // "https://host:port" once pinged; guarded by mu_
+  Authenticator auth_;  // guarded by mu_
+  // Per scope, how many 401s were answered (guarded by mu_): a request whose 401 comes after
+  // another thread answered one for its scope just tries the new authorization.
+  std::map<std::string, uint64_t> auth_generation_;
 };
+
+// The delay before retry number `retry` (1: the first retry, after the first attempt):
+// initial_delay doubled per retry and capped at max_delay; a `retry_after` (the registry's
+// Retry-After) that is longer replaces it, still capped at max_delay.
+std::chrono::milliseconds RetryDelay(const RetryOptions& options, int retry,
+                                     std::optional<std::chrono::milliseconds> retry_after = {});
+
+// A Retry-After value (RFC 9110: delta-seconds, or an HTTP-date in IMF-fixdate, RFC 850 or
+// asctime form) as the delay it asks for, counted from `now`; a date already past is 0.
+// nullopt when the value is empty or malformed (the computed delay then applies).
+std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
+                                                         std::chrono::system_clock::time_point now);
+
+// A Content-Range value of a 206 answer: "bytes FIRST-LAST/TOTAL" (TOTAL may be "*").
+struct ContentRange {
+  uint64_t first = 0;
+  uint64_t last = 0;
+  std::optional<uint64_t> total;  // nullopt for "*"
+};
+// nullopt when malformed (including LAST < FIRST, or TOTAL not past LAST).
+std::optional<ContentRange> ParseContentRange(std::string_view value);
 
 // The error an unexpected HTTP answer means, naming `what` ("manifest a/b:1"), the status and
 // the registry's error code and message when its body carries the spec's {"errors": [...]}:

@@ -1,4 +1,5 @@
-// RegistrySource (see registry_source.h).
+// RegistrySource (see registry_source.h): manifests and blobs over the distribution API, with
+// blob transfers resumed by Range after a broken connection.
 #include "registry/registry_source.h"
 
 #include <algorithm>
@@ -30,20 +31,40 @@ std::string BareMediaType(std::string_view content_type) {
   return out;
 }
 
-// A blob body as a SequentialFile that ends at the descriptor's size.
+// A blob body as a SequentialFile that ends at the descriptor's size, and that resumes a broken
+// transfer where it stopped (GET with Range) instead of failing the pull: a multi-gigabyte layer
+// over a flaky link would otherwise never arrive. Read by one thread; the client is shared.
 class BlobFile final : public SequentialFile {
  public:
-  BlobFile(std::string name, std::unique_ptr<HttpStream> stream, uint64_t size)
-      : SequentialFile(std::move(name)), stream_(std::move(stream)), left_(size) {}
+  // what: "blob HOST/NAME@DIGEST", for messages; target: "/v2/NAME/blobs/DIGEST".
+  BlobFile(std::string what, RegistryClient* client, std::string target, std::string scope,
+           std::unique_ptr<HttpStream> stream, uint64_t size)
+      : SequentialFile("docker://" + what.substr(5)),
+        what_(std::move(what)),
+        client_(client),
+        target_(std::move(target)),
+        scope_(std::move(scope)),
+        stream_(std::move(stream)),
+        size_(size),
+        left_(size) {}
 
   Result<size_t> Read(std::span<std::byte> buf) override {
     size_t filled = 0;
     // Fill buf (the contract: fewer bytes only at the end), but never past the declared size:
     // a registry that sends more cannot make the store read it.
     while (filled < buf.size() && left_ > 0) {
+      if (!broken_.ok()) return broken_;
+      if (discard_ > 0) {
+        IMGSTORE_RETURN_IF_ERROR(Discard());
+        continue;
+      }
       size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size() - filled, left_));
       Result<size_t> n = stream_->Read(buf.subspan(filled, want));
-      if (!n.ok()) return n.status().WithContext(path());
+      if (!n.ok()) {
+        if (n.status().code() != Code::kUnavailable) return n.status().WithContext(path());
+        broken_ = Resume(n.status());
+        continue;
+      }
       if (*n == 0) break;
       filled += *n;
       left_ -= *n;
@@ -63,8 +84,75 @@ class BlobFile final : public SequentialFile {
   }
 
  private:
+  // Reads and drops the bytes that a registry ignoring Range sent again.
+  Status Discard() {
+    std::byte scratch[16384];
+    Result<size_t> n =
+        stream_->Read(std::span<std::byte>(scratch, std::min<uint64_t>(discard_, sizeof scratch)));
+    if (!n.ok()) {
+      if (n.status().code() != Code::kUnavailable) return n.status().WithContext(path());
+      broken_ = Resume(n.status());
+      return broken_;
+    }
+    if (*n == 0) {
+      return Status(Code::kCorruption, what_ + ": the registry's answer to a resumed GET ended " +
+                                           std::to_string(discard_) +
+                                           " bytes before the point of resumption");
+    }
+    discard_ -= *n;
+    return Status::OK();
+  }
+
+  // Asks again for the rest of the blob after `cause` broke the transfer. A resumption makes
+  // progress instead of repeating it, so each blob gets retry().max_attempts of them.
+  Status Resume(const Status& cause) {
+    const uint64_t got = size_ - left_;
+    if (resumes_ >= client_->retry().max_attempts) {
+      return Status(Code::kUnavailable, what_ + ": the transfer broke " +
+                                            std::to_string(resumes_ + 1) + " times (at byte " +
+                                            std::to_string(got) + " of " + std::to_string(size_) +
+                                            "): " + cause.message());
+    }
+    ++resumes_;
+    stream_.reset();
+    discard_ = 0;
+    const std::string at = what_ + ": resuming at byte " + std::to_string(got);
+    RegistryClient::Request r;
+    r.target = target_;
+    r.scope = scope_;
+    r.headers = {"Range: bytes=" + std::to_string(got) + "-"};
+    r.max_redirects = kMaxBlobRedirects;
+    Result<std::unique_ptr<HttpStream>> s = client_->Send(r);
+    if (!s.ok()) return s.status().WithContext(at);
+    const HttpResponse& response = (*s)->response();
+    if (response.status == 200) {
+      // The registry (or the storage behind a redirect) ignored Range: the whole blob again.
+      discard_ = got;
+    } else if (response.status == 206) {
+      const std::string value = response.Header("content-range");
+      std::optional<ContentRange> range = ParseContentRange(value);
+      if (!range || range->first != got || (range->total && *range->total != size_)) {
+        return Status(Code::kCorruption,
+                      at + ": the registry answered HTTP 206 with Content-Range \"" + value +
+                          "\", not bytes " + std::to_string(got) + "-.../" + std::to_string(size_));
+      }
+    } else {
+      return ErrorFromAnswer(**s, at);
+    }
+    stream_ = std::move(*s);
+    return Status::OK();
+  }
+
+  const std::string what_;
+  RegistryClient* const client_;
+  const std::string target_;
+  const std::string scope_;
   std::unique_ptr<HttpStream> stream_;
+  const uint64_t size_;
   uint64_t left_;
+  uint64_t discard_ = 0;  // bytes of stream_ to drop before the next byte of the blob
+  int resumes_ = 0;
+  Status broken_;  // why stream_ is gone: a resumption that failed is the file's last word
 };
 
 class RegistrySource final : public images::ImageSource {
@@ -91,14 +179,20 @@ class RegistrySource final : public images::ImageSource {
 
   Result<std::unique_ptr<SequentialFile>> GetBlob(const images::Descriptor& d) override {
     const std::string what = "blob " + ref_.Repository() + "@" + d.digest.ToString();
-    Result<std::unique_ptr<HttpStream>> s = client_->Send(
-        "GET", "/v2/" + ref_.path + "/blobs/" + d.digest.ToString(), scope_, {}, kMaxBlobRedirects);
+    const std::string target = "/v2/" + ref_.path + "/blobs/" + d.digest.ToString();
+    Result<std::unique_ptr<HttpStream>> s =
+        client_->Send("GET", target, scope_, {}, kMaxBlobRedirects);
     if (!s.ok()) return s.status().WithContext(what);
     if ((*s)->response().status != 200) return ErrorFromAnswer(**s, what);
     return std::unique_ptr<SequentialFile>(
-        std::make_unique<BlobFile>("docker://" + what.substr(5), std::move(*s),
+        std::make_unique<BlobFile>(what, client_.get(), target, scope_, std::move(*s),
                                    static_cast<uint64_t>(std::max<int64_t>(d.size, 0))));
   }
+
+  // The client is thread-safe and the rest of this object is read-only after construction.
+  bool ConcurrentBlobs() const override { return true; }
+
+  std::string BlobOrigin() const override { return client_->host() + "/" + ref_.path; }
 
   std::vector<std::string> Names() const override {
     // A tag names the image, as `docker pull` does; a bare digest names nothing.

@@ -5,6 +5,13 @@
 // it can without the store: a manifest asked for by digest must hash to it, a manifest is never
 // buffered beyond ParseLimits::max_manifest_bytes, and a blob stream ends at the descriptor's
 // size even if the registry sends more.
+//
+// A blob transfer that breaks (dropped connection, stall) is resumed where it stopped with
+// `Range: bytes=N-` (a 206 must say Content-Range "bytes N-..."; a 200 means the registry
+// ignored Range and its first N bytes are skipped), up to RetryOptions::max_attempts times per
+// blob. GetBlob may be called from several threads at once (ConcurrentBlobs), each returned file
+// read by one thread; the files must not outlive the source. BlobOrigin() is
+// "HOST/NAME" (RegistryClient::host(), the reference's path).
 #pragma once
 
 #include <memory>

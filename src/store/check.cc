@@ -104,6 +104,14 @@ const RowCheck kRowChecks[] = {
        return "blobs are pinned by lease " + Col(st, 0) + ", which is not recorded";
      },
      "DELETE FROM lease_blobs WHERE lease_id = ?1 AND lease_id NOT IN (SELECT id FROM leases)"},
+    // The foreign key's cascade removes a blob's origins with its row; only a database written
+    // with foreign keys off can hold these.
+    {ProblemKind::kMissingReference,
+     "SELECT DISTINCT digest FROM blob_origins WHERE digest NOT IN (SELECT digest FROM blobs)",
+     [](const Statement& st) {
+       return "origins of blob " + Col(st, 0) + " remain, but the blob is not recorded";
+     },
+     "DELETE FROM blob_origins WHERE digest = ?1 AND digest NOT IN (SELECT digest FROM blobs)"},
     {ProblemKind::kLayerChain,
      "SELECT chain_id, parent_chain_id FROM layers WHERE parent_chain_id IS NOT NULL AND "
      "parent_chain_id NOT IN (SELECT chain_id FROM layers)",

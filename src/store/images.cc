@@ -338,6 +338,11 @@ Result<AddImageResult> internal::AddImageWith(Store& store, std::string_view man
     if (!st.ok()) return st.status();
     IMGSTORE_RETURN_IF_ERROR(st->Bind(1, chain[i].ToString()).Run());
   }
+  if (!extras.blob_origin.empty()) {
+    std::vector<Digest> blobs = {config_digest};
+    for (const images::Descriptor& l : manifest->layers) blobs.push_back(l.digest);
+    IMGSTORE_RETURN_IF_ERROR(internal::RecordBlobOrigins(*txn, blobs, extras.blob_origin, now));
+  }
   for (const images::Reference& ref : refs) {
     IMGSTORE_RETURN_IF_ERROR(internal::PutName(*txn, ref, config_digest, now));
   }

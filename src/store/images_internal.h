@@ -1,10 +1,11 @@
-// Helpers shared by images.cc, names.cc and pull.cc (not part of the Store contract): resolving
-// an image inside a transaction, parsing names, reading an image row, RFC 3339 times
-// (time_text.cc), and AddImage with what a pull knows besides the manifest (its index, verified
-// diffIDs).
+// Helpers shared by images.cc, names.cc, pull.cc and push.cc (not part of the Store contract):
+// resolving an image inside a transaction, parsing names, reading an image row, RFC 3339 times
+// (time_text.cc), AddImage with what a pull knows besides the manifest (its index, verified
+// diffIDs, the origin of its blobs), and the rows of blob_origins (blob_origins.cc).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -69,6 +70,9 @@ struct AddImageExtras {
   std::vector<IndexRecord> indexes;
   // One per layer (or empty): the layer's diffID was checked against its decompressed bytes.
   std::vector<bool> diff_id_verified;
+  // The registry repository the blobs came from (ImageSource::BlobOrigin), or "": recorded as an
+  // origin of the config and of every layer.
+  std::string blob_origin;
 };
 
 // Store::AddImage with extras, all in its one write transaction.
@@ -77,5 +81,15 @@ Result<AddImageResult> AddImageWith(Store& store, std::string_view manifest_byte
                                     std::string_view config_bytes,
                                     std::span<const std::string> names,
                                     const AddImageExtras& extras);
+
+// Records `repository` ("host/path") as an origin of each of `digests` that has a blobs row
+// (the others are skipped), then drops the least recent origins of each beyond kMaxBlobOrigins.
+// `now` is Unix ns. Nothing happens for an empty repository.
+Status RecordBlobOrigins(Transaction& txn, std::span<const Digest> digests,
+                         std::string_view repository, int64_t now);
+
+// The origins of each of `digests`, sorted; digests with none are absent.
+Result<std::map<Digest, std::vector<std::string>>> ReadBlobOrigins(Transaction& txn,
+                                                                   std::span<const Digest> digests);
 
 }  // namespace imgstore::store::internal

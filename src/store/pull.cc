@@ -6,8 +6,11 @@
 // the look and the commit could otherwise take a blob the image needs); blobs are ingested with
 // no store lock (the per-digest lock inside IngestBlob makes two pulls of one blob write it
 // once); and one short write transaction records the image at the end, so a failure anywhere
-// leaves no record, only verified blobs for gc.
+// leaves no record, only verified blobs for gc. Layers are fetched by several threads when the
+// source allows it (RunParallel); the config stays first and alone, so that a config that does
+// not match the manifest fails before any layer is fetched.
 #include <algorithm>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "images/reference.h"
 #include "layers/decompress.h"
 #include "store/images_internal.h"
+#include "store/parallel.h"
 #include "store/store.h"
 
 namespace imgstore::store {
@@ -96,6 +100,7 @@ class Puller {
   }
 
   Result<PullResult> Run() {
+    blob_origin_ = source_.BlobOrigin();
     // 0. Names first: a typo in --name must not cost a download.
     std::vector<std::string> wanted = options_.names;
     for (std::string& n : source_.Names()) wanted.push_back(std::move(n));
@@ -120,6 +125,17 @@ class Puller {
                         " (an artifact)");
     }
 
+    // The distinct layers: an image may list one blob twice (empty layers of docker images), and
+    // two threads must not wait on each other's ingest of it.
+    std::vector<size_t> distinct;
+    std::vector<images::Descriptor> blobs = {manifest.config};
+    for (size_t i = 0; i < manifest.layers.size(); ++i) {
+      auto same = [&](size_t j) { return manifest.layers[j].digest == manifest.layers[i].digest; };
+      if (std::any_of(distinct.begin(), distinct.end(), same)) continue;
+      distinct.push_back(i);
+      blobs.push_back(manifest.layers[i]);
+    }
+
     // 2. Pin everything the image consists of before looking at what is present.
     Result<std::unique_ptr<StoreLease>> lease = store_.CreateLease(operation_);
     if (!lease.ok()) return lease.status();
@@ -129,6 +145,7 @@ class Puller {
     pins.push_back(manifest.config.digest);
     for (const images::Descriptor& l : manifest.layers) pins.push_back(l.digest);
     IMGSTORE_RETURN_IF_ERROR((*lease)->Pin(pins));
+    if (options_.on_blobs) options_.on_blobs(blobs);
 
     // 3. The config, parsed and matched before any layer is fetched.
     IMGSTORE_RETURN_IF_ERROR(Ingest(manifest.config, "config"));
@@ -140,11 +157,14 @@ class Puller {
       return config.status().WithContext("config " + manifest.config.digest.ToString());
     IMGSTORE_RETURN_IF_ERROR(images::CheckConfigMatchesManifest(manifest, *config));
 
-    // 4. The layers, then optionally their diffIDs.
-    for (size_t i = 0; i < manifest.layers.size(); ++i) {
-      IMGSTORE_RETURN_IF_ERROR(Ingest(manifest.layers[i], "layer " + std::to_string(i)));
-    }
+    // 4. The layers (several at once when the source allows it), then optionally their diffIDs.
+    const int workers = source_.ConcurrentBlobs() ? options_.max_parallel : 1;
+    IMGSTORE_RETURN_IF_ERROR(internal::RunParallel(distinct.size(), workers, [&](size_t k) {
+      const size_t i = distinct[k];
+      return Ingest(manifest.layers[i], "layer " + std::to_string(i));
+    }));
     internal::AddImageExtras extras;
+    extras.blob_origin = blob_origin_;
     if (options_.verify_diff_ids) {
       for (size_t i = 0; i < manifest.layers.size(); ++i) {
         const images::Descriptor& l = manifest.layers[i];
@@ -204,18 +224,23 @@ class Puller {
     return Status::OK();
   }
 
+  // Called by the layer threads: the callback sees one call at a time (store.h).
   void Progress(const Digest& d, uint64_t done, uint64_t total, bool skipped) {
-    if (options_.on_progress) options_.on_progress(PullProgress{d, done, total, skipped});
+    if (!options_.on_progress) return;
+    std::lock_guard lock(progress_mu_);
+    options_.on_progress(PullProgress{d, done, total, skipped});
   }
 
   void Count(const IngestResult& r) {
+    std::lock_guard lock(result_mu_);
     if (r.written) {
       ++result_.blobs_written;
       result_.bytes_written += r.blob.size;
     }
   }
 
-  // A config or layer blob, read from the source only if the store lacks it.
+  // A config or layer blob, read from the source only if the store lacks it. Called by several
+  // threads at once for different blobs; everything it touches besides its locals is guarded.
   Status Ingest(const images::Descriptor& d, const std::string& what) {
     IngestOptions io;
     io.expected_size = static_cast<uint64_t>(d.size);
@@ -239,6 +264,7 @@ class Puller {
         });
     if (!r.ok()) return r.status().WithContext(what);
     if (!r->written) Progress(d.digest, r->blob.size, r->blob.size, true);
+    if (r->written && r->blob.size == 0) Progress(d.digest, 0, 0, false);  // no read reported it
     Count(*r);
     return Status::OK();
   }
@@ -261,6 +287,9 @@ class Puller {
   Fetched top_;                                 // the image manifest once Resolve() is done
   std::vector<Fetched> index_docs_;             // the indexes on the way, top first
   std::vector<internal::IndexRecord> indexes_;  // the same, as AddImageWith records them
+  std::string blob_origin_;                     // source_.BlobOrigin(), asked once
+  std::mutex progress_mu_;                      // serializes options_.on_progress
+  std::mutex result_mu_;                        // guards the counts of result_ while layers run
   PullResult result_;
 };
 

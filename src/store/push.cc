@@ -7,14 +7,81 @@
 // moment at which the blobs are neither referenced by the resolved record nor pinned, except
 // for a gc that finished between the snapshot and the pin, which the check after the pin sees.
 #include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "images/manifest.h"
+#include "store/images_internal.h"
 #include "store/store.h"
 
 namespace imgstore::store {
+namespace {
+
+// The caller's progress callback behind one mutex: the destination's threads (skipped and
+// mounted blobs) and the files they read (bytes) take turns.
+class SerializedProgress {
+ public:
+  explicit SerializedProgress(images::ProgressCallback callback) : callback_(std::move(callback)) {}
+  void operator()(const images::BlobProgress& p) {
+    std::lock_guard lock(mu_);
+    callback_(p);
+  }
+
+ private:
+  std::mutex mu_;
+  images::ProgressCallback callback_;
+};
+
+// A blob of the store as the destination reads it, reporting the bytes read so far.
+class ProgressFile final : public SequentialFile {
+ public:
+  ProgressFile(std::unique_ptr<SequentialFile> file, Digest digest, uint64_t total,
+               std::shared_ptr<SerializedProgress> progress)
+      : SequentialFile(file->path()),
+        file_(std::move(file)),
+        digest_(std::move(digest)),
+        total_(total),
+        progress_(std::move(progress)) {}
+
+  Result<size_t> Read(std::span<std::byte> buf) override {
+    Result<size_t> n = file_->Read(buf);
+    if (!n.ok()) return n;
+    if (*n > 0) {
+      done_ += *n;
+      Report();
+    } else if (!reported_) {
+      Report();  // an empty blob: its end is all there is to report
+    }
+    return n;
+  }
+  Status Skip(uint64_t n) override {
+    // A destination that resumes an upload skips what the registry already holds: that part
+    // is done as far as this copy is concerned.
+    IMGSTORE_RETURN_IF_ERROR(file_->Skip(n));
+    done_ = std::min(total_, done_ + n);
+    Report();
+    return Status::OK();
+  }
+
+ private:
+  void Report() {
+    reported_ = true;
+    (*progress_)(images::BlobProgress{digest_, done_, total_});
+  }
+
+  std::unique_ptr<SequentialFile> file_;
+  Digest digest_;
+  uint64_t total_;
+  uint64_t done_ = 0;
+  bool reported_ = false;
+  std::shared_ptr<SerializedProgress> progress_;
+};
+
+}  // namespace
 
 Status Store::Push(std::string_view image, images::ImageDestination& destination,
                    const PushOptions& options) {
@@ -40,6 +107,8 @@ Status Store::Push(std::string_view image, images::ImageDestination& destination
                                          " was removed while the push began (image removed?)");
     }
   }
+  // The config and layers: what origins are about (manifests are not blobs a registry mounts).
+  const std::vector<Digest> content(blobs.begin() + 1, blobs.end());
 
   images::ImageToWrite out;
   out.manifest.bytes = std::move(details->manifest);
@@ -53,19 +122,58 @@ Status Store::Push(std::string_view image, images::ImageDestination& destination
   for (const LayerRecord& l : details->layers) out.diff_ids.push_back(l.diff_id);
   out.names = details->summary.names;
   std::sort(out.names.begin(), out.names.end());
+  {
+    // Read before the push, in a snapshot of its own: no transaction stays open while bytes move.
+    Result<ReadTransaction> txn = db_->BeginRead();
+    if (!txn.ok()) return txn.status().WithContext(what);
+    Result<std::map<Digest, std::vector<std::string>>> origins =
+        internal::ReadBlobOrigins(*txn, content);
+    if (!origins.ok()) return origins.status().WithContext(what + ": blob origins");
+    out.origins = std::move(*origins);
+  }
+  out.max_parallel = options.max_parallel;
+  std::shared_ptr<SerializedProgress> progress;
+  if (options.on_progress) {
+    progress = std::make_shared<SerializedProgress>(options.on_progress);
+    out.on_progress = [progress](const images::BlobProgress& p) { (*progress)(p); };
+  }
   // Only the image's own blobs: a destination asking for anything else is a bug, not a reason
-  // to read some other blob of the store.
-  std::vector<Digest> allowed = blobs;
-  out.open_blob =
-      [this, allowed](const images::Descriptor& d) -> Result<std::unique_ptr<SequentialFile>> {
-    if (std::find(allowed.begin(), allowed.end(), d.digest) == allowed.end()) {
+  // to read some other blob of the store. The map is only read after this point, so the
+  // function is safe to call from several threads (OpenBlob is).
+  std::map<Digest, uint64_t> sizes = {{details->summary.manifest_digest, out.manifest.bytes.size()},
+                                      {details->summary.id, out.config.size()}};
+  for (const LayerRecord& l : details->layers) sizes[l.digest] = l.size;
+  out.open_blob = [this, sizes = std::move(sizes), progress](
+                      const images::Descriptor& d) -> Result<std::unique_ptr<SequentialFile>> {
+    auto it = sizes.find(d.digest);
+    if (it == sizes.end()) {
       return Status(Code::kNotFound, "blob " + d.digest.ToString() + " is not part of the image");
     }
-    return OpenBlob(d.digest);
+    Result<std::unique_ptr<SequentialFile>> file = OpenBlob(d.digest);
+    if (!file.ok() || progress == nullptr) return file;
+    return std::unique_ptr<SequentialFile>(
+        std::make_unique<ProgressFile>(std::move(*file), d.digest, it->second, progress));
   };
 
   s = destination.PutImage(out);
   if (!s.ok()) return s.WithContext(what);
+
+  // The destination now holds the blobs: remember where, for mounts by later pushes. The push
+  // has happened whatever follows, so a failure here is a warning, not the push's error.
+  const std::string origin = destination.BlobOrigin();
+  if (!origin.empty()) {
+    Status recorded = [&]() -> Status {
+      Result<WriteTransaction> txn = db_->BeginWrite();
+      if (!txn.ok()) return txn.status();
+      IMGSTORE_RETURN_IF_ERROR(
+          internal::RecordBlobOrigins(*txn, content, origin, internal::NowUnixNs()));
+      return txn->Commit();
+    }();
+    if (!recorded.ok() && options.on_warning) {
+      options.on_warning(what + ": pushed, but recording " + origin +
+                         " as the origin of its blobs failed: " + recorded.message());
+    }
+  }
   return (*lease)->Release().WithContext(what);
 }
 

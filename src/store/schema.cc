@@ -116,9 +116,25 @@ CREATE TABLE gc_pending (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 3: the registry repositories known to hold a blob ("127.0.0.1:5000/a/b"), recorded by
+// pulls from and pushes to registries, so that a push to another repository of the same registry
+// can ask for a cross-repository mount instead of uploading. The rows belong to the blob: they go
+// by cascade when its row is deleted (gc, RemoveBlob, Repair). `added` orders them by recency
+// (strictly increasing per blob) for the bound on rows per blob (kMaxBlobOrigins). The primary
+// key starts with the digest, so the cascade and the lookups by blob use it.
+constexpr std::string_view kSchemaV3 = R"sql(
+CREATE TABLE blob_origins (
+  digest     TEXT NOT NULL REFERENCES blobs(digest) ON DELETE CASCADE,
+  repository TEXT NOT NULL CHECK (repository != ''),
+  added      INTEGER NOT NULL,
+  PRIMARY KEY (digest, repository)
+) WITHOUT ROWID;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, kSchemaV1},
     {2, kSchemaV2},
+    {3, kSchemaV3},
 };
 
 Result<int> ReadVersion(Transaction& txn) {

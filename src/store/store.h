@@ -147,6 +147,12 @@ class StoreLease {
   virtual Status Release() = 0;
 };
 
+// How many origins (Store::BlobOrigins) a blob keeps: recording one more drops the least recently
+// recorded. A base layer pushed to thousands of repositories must not gain a row per push
+// forever, and a mount needs only one repository that still holds the blob; 16 recent ones
+// cover the repositories a store pushes to in turn.
+inline constexpr int kMaxBlobOrigins = 16;
+
 // Store::Pull: an image from any source (src/transports, src/registry) into the store.
 using PullProgress = images::BlobProgress;
 
@@ -161,8 +167,13 @@ struct PullOptions {
   // Also decompress each layer while it is copied and check it against the config's diffID.
   bool verify_diff_ids = false;
   // Called as bytes arrive (progress bars); may be empty. With parallel blobs it is called from
-  // several threads, but never concurrently: the store serializes the calls.
+  // several threads, but never concurrently: the store serializes the calls. Each config or
+  // layer blob ends with one call where done == total (copied) or skipped is set (present).
   std::function<void(const PullProgress&)> on_progress;
+  // Called once, on the calling thread, when the image manifest is known and before the first
+  // blob is fetched: the config and the distinct layers the pull will copy or find present (the
+  // blobs on_progress will report), so that a display knows the totals. May be empty.
+  std::function<void(const std::vector<images::Descriptor>& blobs)> on_blobs;
   // How many blobs are fetched at once when the source allows it (ImageSource::ConcurrentBlobs):
   // registries. 1 or less: one at a time.
   int max_parallel = 3;
@@ -187,6 +198,10 @@ struct PushOptions {
   // Bytes read from the store per blob, and blobs the destination skipped; serialized as for
   // PullOptions::on_progress. May be empty.
   images::ProgressCallback on_progress;
+  // A problem that does not fail the push, one line: the image was written, but recording the
+  // destination as an origin of its blobs failed (docs/pull-push.md, "Blob origins"). May be
+  // empty (the problem is then dropped: the push itself succeeded).
+  std::function<void(const std::string& line)> on_warning;
 };
 
 // Store::GarbageCollect: what no image references and nothing leases or is ingesting.
@@ -260,7 +275,8 @@ class Store {
   Result<std::string> ReadBlob(const Digest& digest, uint64_t max_bytes);
   // The registry repositories ("host/path") known to hold the blob, sorted: recorded by pulls
   // from a registry (ImageSource::BlobOrigin) and pushes to one (schema v3, table blob_origins;
-  // rows go with the blob). Empty when none is known.
+  // rows go with the blob). Empty when none is known. At most kMaxBlobOrigins, the most
+  // recently recorded.
   Result<std::vector<std::string>> BlobOrigins(const Digest& digest);
   // Where a sha256 blob lives (whether or not it is present).
   std::string BlobPath(const Digest& digest) const;

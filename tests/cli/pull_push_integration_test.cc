@@ -1,12 +1,14 @@
 // `imgstore pull` and `imgstore push` through the built binary: a round trip through oci: and
 // oci-archive: that keeps the image id and manifest digest, what skopeo reads from a pushed
-// layout, and bad input (corrupt, truncated or missing blobs, a missing index.json, an unknown
+// layout, the progress on stderr (one line per blob, bars on a pseudo-terminal, nothing with
+// --quiet), and bad input (corrupt, truncated or missing blobs, a missing index.json, an unknown
 // media type, invalid --name values), each refused with one error line and the store unchanged.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "common/cli_runner.h"
+#include "common/registry_fixture.h"
 #include "common/temp_dir.h"
 #include "common/test_image.h"
 
@@ -42,6 +45,49 @@ int Lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
 
+std::vector<std::string> SplitLines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// What a terminal shows of `text`, roughly: without the CSI escape sequences (ESC [ digits
+// letter) and carriage returns, so that lines can be compared.
+std::string Visible(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\033' && i + 1 < text.size() && text[i + 1] == '[') {
+      i += 2;
+      while (i < text.size() && !std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+      continue;
+    }
+    if (text[i] != '\r') out += text[i];
+  }
+  return out;
+}
+
+// "sha256:0123456789ab", as progress lines name blobs.
+std::string Short(const Digest& d) { return d.ToString().substr(0, 19); }
+
+// The progress lines expected when stderr is not a terminal: one per blob, in any order (layers
+// may be fetched in parallel), each "Copying blob SHORT " followed by `what`.
+void ExpectBlobLines(const std::string& err, const std::vector<Digest>& blobs,
+                     const std::string& what) {
+  std::vector<std::string> want;
+  for (const Digest& d : blobs) want.push_back("Copying blob " + Short(d) + " " + what);
+  std::vector<std::string> got = SplitLines(err);
+  for (std::string& line : got) {
+    // "done (4.1 KiB)": the size is checked apart.
+    size_t paren = line.find(" done (");
+    if (paren != std::string::npos && line.back() == ')') line.resize(paren + 5);
+  }
+  std::sort(want.begin(), want.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, want) << err;
+  EXPECT_EQ(err.find('\033'), std::string::npos) << "escape sequences outside a terminal";
+}
+
 TestImage Image(uint32_t seed) {
   TestImageSpec spec;
   spec.seed = seed;
@@ -65,10 +111,16 @@ TEST_F(PullPushTest, RoundTripKeepsIdAndManifestDigest) {
   TestImage img = Image(1);
   WriteOciLayout(img, dir_.Sub("src"), "v1");
 
+  const std::vector<Digest> blobs = {img.id, Digest::Of(img.layers[0]), Digest::Of(img.layers[1])};
   CliResult pull = Run({"pull", "oci:" + dir_.Sub("src") + ":v1", "--name", "example.com/app:1"});
   ASSERT_EQ(pull.exit_code, 0) << pull.Describe();
   EXPECT_EQ(pull.out, img.id.ToString() + "\n");
-  EXPECT_EQ(pull.err, "");  // stderr is not a terminal: no progress
+  // stderr is not a terminal: one line per blob once it is copied, with its size.
+  ExpectBlobLines(pull.err, blobs, "done");
+  EXPECT_NE(pull.err.find("Copying blob " + Short(Digest::Of(img.layers[0])) + " done (" +
+                          std::to_string(img.layers[0].size() / 1024) + "."),
+            std::string::npos)
+      << pull.err;
   CliResult list = Run({"list", "--no-trunc"});
   ASSERT_EQ(list.exit_code, 0) << list.Describe();
   EXPECT_NE(list.out.find(img.id.ToString()), std::string::npos) << list.out;
@@ -81,15 +133,23 @@ TEST_F(PullPushTest, RoundTripKeepsIdAndManifestDigest) {
   EXPECT_EQ(again.out, img.id.ToString() + "\n");
   EXPECT_EQ(again.err.find(" written ("), std::string::npos) << again.err;
   EXPECT_NE(again.err.find("skipped"), std::string::npos) << again.err;
+  std::string progress;  // without the debug lines and the info summary
+  for (const std::string& line : SplitLines(again.err)) {
+    if (line.rfind("imgstore: ", 0) != 0) progress += line + "\n";
+  }
+  ExpectBlobLines(progress, blobs, "skipped: already exists");
 
   // push to oci: and oci-archive:, then pull both into a fresh store.
   CliResult push = Run({"push", "example.com/app:1", "oci:" + dir_.Sub("out") + ":v2"});
   ASSERT_EQ(push.exit_code, 0) << push.Describe();
   EXPECT_EQ(push.out, img.manifest_digest.ToString() + "\n");
+  // An oci: layout takes the config from memory: the layers are the blobs it reads.
+  ExpectBlobLines(push.err, {blobs[1], blobs[2]}, "done");
   CliResult push_archive =
       Run({"push", "-q", img.id.ToString(), "oci-archive:" + dir_.Sub("out.tar") + ":v3"});
   ASSERT_EQ(push_archive.exit_code, 0) << push_archive.Describe();
   EXPECT_EQ(push_archive.out, "");
+  EXPECT_EQ(push_archive.err, "");
 
   const std::string root2 = dir_.Sub("store2");
   for (const std::string& spec :
@@ -117,6 +177,102 @@ TEST_F(PullPushTest, QuietPrintsNothing) {
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "");
+}
+
+TEST_F(PullPushTest, ProgressBarsOnATerminalOnly) {
+  TestImageSpec spec;
+  spec.seed = 4;
+  spec.layers = 2;
+  spec.layer_bytes = 4 << 20;  // four reads of 1 MiB: a bar is drawn before the layer is done
+  spec.compression = LayerCompression::kNone;
+  TestImage img = MakeTestImage(spec);
+  WriteOciLayout(img, dir_.Sub("src"), "v1");
+  const std::string source = "oci:" + dir_.Sub("src") + ":v1";
+  const std::string layer = Short(Digest::Of(img.layers[0]));
+
+  CliResult quiet = RunImgstoreInPty(Root(), {"pull", "-q", source});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.Describe();
+  EXPECT_EQ(quiet.err, "");
+  EXPECT_EQ(quiet.out, "");
+  ASSERT_EQ(Run({"rmi", img.id.ToString()}).exit_code, 0);
+  ASSERT_EQ(Run({"gc"}).exit_code, 0);
+
+  CliResult tty = RunImgstoreInPty(Root(), {"pull", source});
+  ASSERT_EQ(tty.exit_code, 0) << tty.Describe();
+  EXPECT_EQ(tty.out, img.id.ToString() + "\n") << "stdout carries only the id";
+  EXPECT_NE(tty.err.find("\033["), std::string::npos) << "no cursor movement: " << tty.err;
+  EXPECT_NE(tty.err.find(layer + " [="), std::string::npos) << "no bar for the layer: " << tty.err;
+  EXPECT_NE(tty.err.find(" / 4.0 MiB"), std::string::npos) << tty.err;
+  EXPECT_NE(tty.err.find("Copying blob " + layer + " done (4.0 MiB)"), std::string::npos)
+      << tty.err;
+  // The last frame: every blob done, the overall line last, the cursor on a fresh line.
+  std::vector<std::string> lines = SplitLines(Visible(tty.err));
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back().rfind("Total: 3/3 blobs  8.0 MiB / 8.0 MiB", 0), 0u) << lines.back();
+  EXPECT_EQ(tty.err.back(), '\n');
+
+  // Outside a terminal, the same pull prints lines only; a push on a terminal draws bars too.
+  ASSERT_EQ(Run({"rmi", img.id.ToString()}).exit_code, 0);
+  ASSERT_EQ(Run({"gc"}).exit_code, 0);
+  CliResult plain = Run({"pull", source});
+  ASSERT_EQ(plain.exit_code, 0) << plain.Describe();
+  ExpectBlobLines(plain.err, {img.id, Digest::Of(img.layers[0]), Digest::Of(img.layers[1])},
+                  "done");
+  EXPECT_EQ(plain.err.find("Total:"), std::string::npos) << plain.err;
+
+  CliResult push = RunImgstoreInPty(Root(), {"push", img.id.ToString(), "oci:" + dir_.Sub("out")});
+  ASSERT_EQ(push.exit_code, 0) << push.Describe();
+  EXPECT_EQ(push.out, img.manifest_digest.ToString() + "\n");
+  EXPECT_NE(push.err.find(layer + " [="), std::string::npos) << push.err;
+  EXPECT_NE(push.err.find("Copying blob " + layer + " done (4.0 MiB)"), std::string::npos)
+      << push.err;
+
+  // A failure on a terminal: the error line comes after the progress, on a line of its own.
+  const std::string broken = dir_.Sub("broken");
+  WriteOciLayout(img, broken, "v1");
+  ASSERT_EQ(::unlink(BlobFile(broken, Digest::Of(img.layers[1])).c_str()), 0);
+  ASSERT_EQ(Run({"rmi", img.id.ToString()}).exit_code, 0);
+  ASSERT_EQ(Run({"gc"}).exit_code, 0);
+  CliResult failed = RunImgstoreInPty(Root(), {"pull", "oci:" + broken + ":v1"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.Describe();
+  lines = SplitLines(Visible(failed.err));
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back().rfind("imgstore: error: ", 0), 0u) << failed.err;
+  EXPECT_NE(lines.back().find("layer 1"), std::string::npos) << lines.back();
+}
+
+// Through a real registry: a parallel pull reports every blob; a push of the pulled image to
+// another repository of the same registry mounts every blob from the repository it was pulled
+// from (the store recorded it as their origin); pushing again finds them all there.
+TEST_F(PullPushTest, RegistryPushMountsFromWhereThePullFoundTheBlobs) {
+  if (!TestRegistry::Available()) GTEST_SKIP() << "docker-registry or skopeo is not installed";
+  TestRegistry reg;
+  std::string error;
+  ASSERT_TRUE(reg.Start({}, &error)) << error;
+  TestImageSpec spec;
+  spec.seed = 5;
+  spec.layers = 3;
+  TestImage img = MakeTestImage(spec);
+  WriteOciLayout(img, dir_.Sub("src"), "v1");
+  ASSERT_EQ(reg.SkopeoPush("oci:" + dir_.Sub("src") + ":v1", "team/from:1"), "");
+  std::vector<Digest> blobs = {img.id};
+  for (const std::string& l : img.layers) blobs.push_back(Digest::Of(l));
+
+  CliResult pull = Run({"pull", "--max-parallel", "3", reg.host() + "/team/from:1"});
+  ASSERT_EQ(pull.exit_code, 0) << pull.Describe();
+  EXPECT_EQ(pull.out, img.id.ToString() + "\n");
+  ExpectBlobLines(pull.err, blobs, "done");
+
+  CliResult push = Run({"push", reg.host() + "/team/from:1", reg.host() + "/team/to:1"});
+  ASSERT_EQ(push.exit_code, 0) << push.Describe();
+  EXPECT_EQ(push.out, img.manifest_digest.ToString() + "\n");
+  ExpectBlobLines(push.err, blobs, "skipped: mounted from another repository");
+
+  CliResult again = Run({"push", reg.host() + "/team/from:1", reg.host() + "/team/to:2"});
+  ASSERT_EQ(again.exit_code, 0) << again.Describe();
+  ExpectBlobLines(again.err, blobs, "skipped: already exists");
+  EXPECT_EQ(reg.SkopeoManifestDigest("team/to:2", &error), img.manifest_digest.ToString()) << error;
+  EXPECT_EQ(Run({"check"}).exit_code, 0);
 }
 
 TEST_F(PullPushTest, PushOfUnknownImageFails) {
@@ -218,9 +374,17 @@ TEST_F(PullPushTest, BadInputChangesNothing) {
     CliResult r = Run(args);
     EXPECT_EQ(r.exit_code, 1) << r.Describe();
     EXPECT_EQ(r.out, "");
-    EXPECT_EQ(Lines(r.err), 1) << r.err;
-    EXPECT_EQ(r.err.rfind("imgstore: error: ", 0), 0u) << r.err;
-    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+    // One error line, last; before it only the lines of blobs copied before the failure.
+    std::vector<std::string> lines = SplitLines(r.err);
+    ASSERT_FALSE(lines.empty());
+    const std::string error = lines.back();
+    lines.pop_back();
+    EXPECT_EQ(error.rfind("imgstore: error: ", 0), 0u) << r.err;
+    EXPECT_NE(error.find(c.expect), std::string::npos) << r.err;
+    for (const std::string& line : lines) {
+      EXPECT_EQ(line.rfind("Copying blob sha256:", 0), 0u) << r.err;
+      EXPECT_NE(line.find(" done ("), std::string::npos) << r.err;
+    }
     CliResult check = Run({"check", "--verify-content"});
     EXPECT_EQ(check.exit_code, 0) << check.Describe();
     EXPECT_EQ(ListJson(), before);

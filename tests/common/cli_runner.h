@@ -26,6 +26,13 @@ CliResult RunImgstore(const std::string& root, const std::vector<std::string>& a
                       const std::vector<std::string>& env = {},
                       std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
+// RunImgstore with stderr on a pseudo-terminal of 120 columns and 40 lines, as a user at a
+// terminal runs it (stdin is /dev/null and stdout is captured as RunImgstore does). `err` is what
+// the terminal received, byte for byte (output processing is off: "\n" stays "\n").
+CliResult RunImgstoreInPty(const std::string& root, const std::vector<std::string>& args,
+                           const std::vector<std::string>& env = {},
+                           std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
 // Runs any program the same way (skopeo, umoci, sha256sum...), argv[0] = path.
 CliResult RunProgram(const std::string& path, const std::vector<std::string>& args,
                      const std::vector<std::string>& env = {},

@@ -92,6 +92,29 @@ bool TestRegistry::MakeCertificates(std::string* error) {
   return WriteFile(ca_file(), ca.str());
 }
 
+bool TestRegistry::MakeClientCertificate(std::string* error) {
+  const std::string d = dir_.Sub("tls");
+  const std::vector<std::vector<std::string>> steps = {
+      {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+       cert_dir() + "/client.key", "-out", d + "/client.csr", "-subj", "/CN=imgstore test client"},
+      {"x509", "-req", "-in", d + "/client.csr", "-CA", d + "/ca.crt", "-CAkey", d + "/ca.key",
+       "-CAcreateserial", "-out", cert_dir() + "/client.cert", "-days", "2", "-extfile",
+       d + "/client-ext.cnf"},
+  };
+  if (!WriteFile(d + "/client-ext.cnf", "extendedKeyUsage=clientAuth\n")) {
+    *error = "cannot write client-ext.cnf";
+    return false;
+  }
+  for (const auto& args : steps) {
+    CliResult r = RunProgram("/usr/bin/openssl", args);
+    if (r.exit_code != 0) {
+      *error = "openssl " + args[0] + " (client certificate): " + r.Describe();
+      return false;
+    }
+  }
+  return true;
+}
+
 bool TestRegistry::MakeHtpasswd(std::string* error) {
   // -i: the password comes on stdin, never on a command line.
   Subprocess p;
@@ -111,6 +134,11 @@ bool TestRegistry::Start(const TestRegistryConfig& config, std::string* error) {
   config_ = config;
   ::mkdir(storage_dir().c_str(), 0700);
   if (config.tls && !MakeCertificates(error)) return false;
+  if (config.client_ca && !config.tls) {
+    *error = "client_ca needs tls";
+    return false;
+  }
+  if (config.client_ca && !MakeClientCertificate(error)) return false;
   if (config.basic_auth && !MakeHtpasswd(error)) return false;
   for (int attempt = 0; attempt < 5; ++attempt) {
     port_ = FreePort();
@@ -130,10 +158,16 @@ bool TestRegistry::Start(const TestRegistryConfig& config, std::string* error) {
     if (config.tls) {
       yaml += "  tls:\n    certificate: " + dir_.Sub("tls/server.crt") +
               "\n    key: " + dir_.Sub("tls/server.key") + "\n";
+      if (config.client_ca) yaml += "    clientcas:\n      - " + dir_.Sub("tls/ca.crt") + "\n";
     }
     if (config.basic_auth) {
       yaml +=
           "auth:\n  htpasswd:\n    realm: imgstore-test\n    path: " + dir_.Sub("htpasswd") + "\n";
+    } else if (config.token_auth) {
+      yaml += "auth:\n  token:\n    realm: " + config.token_auth->realm +
+              "\n    service: " + config.token_auth->service +
+              "\n    issuer: " + config.token_auth->issuer +
+              "\n    rootcertbundle: " + config.token_auth->root_cert_bundle + "\n";
     }
     if (!WriteFile(dir_.Sub("config.yml"), yaml)) {
       *error = "cannot write config.yml";
@@ -178,7 +212,7 @@ std::string TestRegistry::SkopeoPush(const std::string& from, const std::string&
   } else {
     args.push_back("--dest-tls-verify=false");
   }
-  if (config_.basic_auth) {
+  if (HasAuth()) {
     args.push_back("--dest-authfile=" + WriteAuthFile(dir_.Sub("skopeo-auth.json")));
   }
   args.insert(args.end(), extra.begin(), extra.end());
@@ -195,7 +229,7 @@ std::string TestRegistry::SkopeoManifestDigest(const std::string& ref, std::stri
   } else {
     args.push_back("--tls-verify=false");
   }
-  if (config_.basic_auth) {
+  if (HasAuth()) {
     args.push_back("--authfile=" + WriteAuthFile(dir_.Sub("skopeo-auth.json")));
   }
   args.push_back("docker://" + host_ + "/" + ref);

@@ -1,16 +1,19 @@
 // TestRegistry: a real registry for tests — Debian's `docker-registry` (CNCF distribution 2.8)
 // started on 127.0.0.1 at a free port, with its storage and config file in a temporary
-// directory; optionally TLS with a test CA made by openssl, and htpasswd basic auth.
+// directory; optionally TLS with a test CA made by openssl (and a required client certificate),
+// htpasswd basic auth, or Bearer token auth against a TokenServer (common/token_server.h).
 //
 // Tests that need it skip (GTEST_SKIP) when Available() is false; everything else that goes
 // wrong while starting it fails the test with the registry's reason. The password never goes on
 // a command line: htpasswd reads it from stdin.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
+#include "common/token_server.h"
 
 namespace imgstore::testing {
 
@@ -19,6 +22,13 @@ struct TestRegistryConfig {
   bool basic_auth = false;  // htpasswd auth (docker-registry wants TLS with it; set tls too)
   std::string user = "tester";
   std::string password = "s3cret-Pa55";
+  // Token auth (`auth: token`) against a token server, e.g. TokenServer::registry_auth(). The
+  // token server must know `user`/`password` for SkopeoPush and SkopeoManifestDigest, which
+  // authenticate as that user.
+  std::optional<RegistryTokenAuth> token_auth;
+  // Require a client certificate signed by the test CA (set tls too). cert_dir() then also
+  // holds one, client.cert and client.key, so that --cert-dir cert_dir() presents it.
+  bool client_ca = false;
 };
 
 class TestRegistry {
@@ -42,7 +52,8 @@ class TestRegistry {
   // "127.0.0.1:PORT".
   const std::string& host() const { return host_; }
   int port() const { return port_; }
-  // A certs.d-style directory holding the test CA as ca.crt (TLS only).
+  // A certs.d-style directory holding the test CA as ca.crt (TLS only), and with client_ca the
+  // client certificate (client.cert, client.key).
   std::string cert_dir() const { return dir_.Sub("certs.d"); }
   std::string ca_file() const { return dir_.Sub("certs.d/ca.crt"); }
   // The registry's storage root (docker/registry/v2/... below it).
@@ -51,6 +62,7 @@ class TestRegistry {
   // What the registry logged (level error and above: failed requests, startup errors).
   std::string log_file() const { return dir_.Sub("registry.log"); }
   // An auth file (containers auth.json format) holding the configured credentials for host().
+  // Skopeo uses it when the registry has basic or token auth.
   std::string WriteAuthFile(const std::string& path) const;
 
   // `skopeo copy` from `from` (e.g. "oci:DIR:REF") to docker://host()/dest, trusting the test
@@ -64,6 +76,8 @@ class TestRegistry {
 
  private:
   bool MakeCertificates(std::string* error);
+  bool MakeClientCertificate(std::string* error);
+  bool HasAuth() const { return config_.basic_auth || config_.token_auth.has_value(); }
   bool MakeHtpasswd(std::string* error);
 
   TestRegistryConfig config_;

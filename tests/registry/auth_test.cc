@@ -1,12 +1,15 @@
 // The registry client's pure parts: WWW-Authenticate parsing, base64, auth files, credentials,
-// loopback detection and origins (what decides where credentials may go).
+// loopback detection and origins (what decides where credentials may go); and the
+// Authenticator's token cache against the suite's in-process TokenServer (no registry).
 #include "registry/auth.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "common/temp_dir.h"
+#include "common/token_server.h"
 #include "registry/credentials.h"
 #include "registry/http_client.h"
 #include "registry/registry_client.h"
@@ -15,6 +18,8 @@ namespace imgstore::registry {
 namespace {
 
 using imgstore::testing::TempDir;
+using imgstore::testing::TokenServer;
+using imgstore::testing::TokenServerConfig;
 
 TEST(Challenges, BearerWithQuotedParams) {
   std::vector<Challenge> c = ParseChallenges(
@@ -107,10 +112,18 @@ TEST_F(AuthFile, ErrorsNameTheFileNotTheSecret) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().message().find("secret"), std::string::npos) << c.status().message();
   EXPECT_EQ(c.status().message().find("c2VjcmV0"), std::string::npos);
-  // An entry for a credential helper (no "auth") is no credentials, not an error.
-  c = LookupAuthFile(Write(R"({"auths": {"h": {}}, "credsStore": "desktop"})"), "h/a");
+  // An entry without "auth" and no helper is no credentials, not an error.
+  c = LookupAuthFile(Write(R"({"auths": {"h": {}}})"), "h/a");
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->has_value());
+  // With a credsStore, the helper is asked; one that is not installed is named
+  // (credentials_test has the helpers that are).
+  c = LookupAuthFile(Write(R"({"auths": {"h": {}}, "credsStore": "imgstore-absent-helper"})"),
+                     "h/a");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("docker-credential-imgstore-absent-helper"),
+            std::string::npos)
+      << c.status().message();
 }
 
 TEST(Hosts, LoopbackAsDockerDefinesIt) {
@@ -148,6 +161,134 @@ TEST(Authenticator, BasicOnlyAfterAChallengeAndRefusalIsNamed) {
   Authenticator anon("reg:1", &http, std::nullopt);
   Status none = anon.OnUnauthorized(r, "repository:a:pull");
   EXPECT_NE(none.message().find("authentication required"), std::string::npos);
+}
+
+TEST(TokenQueryTest, OneScopeParameterPerScope) {
+  EXPECT_EQ(TokenQuery("reg", "repository:a/b:pull"),
+            "service=reg&scope=repository%3Aa%2Fb%3Apull");
+  EXPECT_EQ(TokenQuery("my reg", "repository:a:pull,push  repository:c:pull"),
+            "service=my%20reg&scope=repository%3Aa%3Apull%2Cpush&scope=repository%3Ac%3Apull");
+  EXPECT_EQ(TokenQuery("reg", ""), "service=reg");  // a token for GET /v2/ alone
+  EXPECT_EQ(TokenQuery("", "repository:a:pull"), "scope=repository%3Aa%3Apull");
+}
+
+// An Authenticator facing the TokenServer as a registry's challenge names it.
+class TokenCache : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TokenServerConfig c;
+    c.users = {{"u", "pw"}};
+    c.grants = {{"u", "*", {"pull", "push"}}};
+    std::string error;
+    ASSERT_TRUE(server_.Start(c, &error)) << error;
+  }
+  HttpResponse Challenge(const std::string& error = "") {
+    HttpResponse r;
+    r.status = 401;
+    std::string v = "Bearer realm=\"" + server_.realm() + "\",service=\"imgstore-test-registry\"";
+    if (!error.empty()) v += ",error=\"" + error + "\"";
+    r.headers = {{"www-authenticate", v}};
+    return r;
+  }
+  static constexpr const char* kScope = "repository:a/b:pull";
+  TokenServer server_;
+  HttpClient http_{HttpOptions{}};
+};
+
+TEST_F(TokenCache, RefusedCachedTokenIsReplacedOnce) {
+  Authenticator a("reg:1", &http_, Credentials{"u", "pw"});
+  EXPECT_EQ(a.AuthorizationFor(kScope), "");
+  ASSERT_TRUE(a.OnUnauthorized(Challenge(), kScope).ok());
+  const std::string first = a.AuthorizationFor(kScope);
+  ASSERT_TRUE(first.starts_with("Bearer ey")) << first;
+  EXPECT_EQ(a.AuthorizationFor(kScope), first);  // cached: served several requests
+  EXPECT_EQ(server_.requests().size(), 1u);
+  // The registry refuses it (expired or revoked early): a new token, once.
+  ASSERT_TRUE(a.OnUnauthorized(Challenge("invalid_token"), kScope).ok());
+  EXPECT_EQ(server_.requests().size(), 2u);
+  const std::string second = a.AuthorizationFor(kScope);
+  ASSERT_TRUE(second.starts_with("Bearer ")) << second;
+  EXPECT_NE(second, first);
+  // The new token lacks the scope (the registry says so): that is the error.
+  Status s = a.OnUnauthorized(Challenge("insufficient_scope"), kScope);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_EQ(s.message(),
+            "registry reg:1: the token for repository:a/b:pull was refused (HTTP 401: "
+            "insufficient scope)");
+  EXPECT_EQ(server_.requests().size(), 2u);
+  // insufficient_scope for a token that served requests: no new token would do better, and it
+  // stays cached (good for what it grants).
+  const std::string third = a.AuthorizationFor(kScope);
+  EXPECT_EQ(third, second);
+  s = a.OnUnauthorized(Challenge("insufficient_scope"), kScope);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_EQ(a.AuthorizationFor(kScope), second);
+  EXPECT_EQ(server_.requests().size(), 2u);
+}
+
+TEST_F(TokenCache, FreshTokenRefusedWithoutAReasonAsksWhy) {
+  Authenticator a("reg:1", &http_, Credentials{"u", "pw"});
+  ASSERT_TRUE(a.OnUnauthorized(Challenge(), kScope).ok());
+  ASSERT_NE(a.AuthorizationFor(kScope), "");
+  Status s = a.OnUnauthorized(Challenge(), kScope);
+  EXPECT_EQ(s.message(),
+            "registry reg:1: the token for repository:a/b:pull was refused (HTTP 401: "
+            "insufficient scope?)");
+  // Refused as invalid on its first use: asking again would give the same.
+  ASSERT_TRUE(a.OnUnauthorized(Challenge(), kScope).ok());
+  ASSERT_NE(a.AuthorizationFor(kScope), "");
+  s = a.OnUnauthorized(Challenge("invalid_token"), kScope);
+  EXPECT_EQ(s.message(),
+            "registry reg:1: the token for repository:a/b:pull was refused (HTTP 401: "
+            "invalid token)");
+  EXPECT_EQ(server_.requests().size(), 2u);
+  // Anonymous: the same, with how to give credentials.
+  Authenticator anon("reg:1", &http_, std::nullopt);
+  ASSERT_TRUE(anon.OnUnauthorized(Challenge(), kScope).ok());
+  ASSERT_NE(anon.AuthorizationFor(kScope), "");
+  s = anon.OnUnauthorized(Challenge("insufficient_scope"), kScope);
+  EXPECT_NE(s.message().find("the anonymous token for repository:a/b:pull was refused (HTTP 401: "
+                             "insufficient scope); give credentials with --creds"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(TokenCache, TokenExpiredByItsLifetimeIsRenewedWithoutARefusal) {
+  // expires_in 2 s: the client drops it 1 s after receiving it (a margin of half the lifetime).
+  server_.SetLifetime(std::chrono::seconds(2));
+  Authenticator a("reg:1", &http_, Credentials{"u", "pw"});
+  ASSERT_TRUE(a.OnUnauthorized(Challenge(), kScope).ok());
+  ASSERT_NE(a.AuthorizationFor(kScope), "");  // used once
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (a.AuthorizationFor(kScope) != "" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(a.AuthorizationFor(kScope), "");
+  // The request sent without it gets a 401: a new token, not "refused".
+  ASSERT_TRUE(a.OnUnauthorized(Challenge(), kScope).ok());
+  EXPECT_NE(a.AuthorizationFor(kScope), "");
+  EXPECT_EQ(server_.RequestsFor(kScope), 2);
+}
+
+TEST_F(TokenCache, TokenServerRefusals) {
+  Authenticator wrong("reg:1", &http_, Credentials{"u", "not-pw-123"});
+  Status s = wrong.OnUnauthorized(Challenge(), kScope);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_EQ(s.message(), "registry reg:1: token server " + server_.realm() +
+                             " refused repository:a/b:pull for user \"u\" (HTTP 401)");
+  s = wrong.OnUnauthorized(Challenge(), "");
+  EXPECT_EQ(s.message(), "registry reg:1: token server " + server_.realm() +
+                             " refused the credentials of user \"u\" (HTTP 401)");
+  EXPECT_EQ(s.message().find("not-pw-123"), std::string::npos);
+  // Credentials never go over plain http to another host.
+  Authenticator a("reg:1", &http_, Credentials{"u", "pw"});
+  HttpResponse far;
+  far.status = 401;
+  far.headers = {{"www-authenticate", R"(Bearer realm="http://auth.example.invalid/token")"}};
+  s = a.OnUnauthorized(far, kScope);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_NE(s.message().find("does not send credentials over plain http"), std::string::npos)
+      << s.message();
 }
 
 }  // namespace

@@ -1,15 +1,21 @@
 // In-memory ImageSource and ImageDestination for the store's pull and push tests: a source built
 // from a testing::TestImage (optionally under an index), whose documents and blobs a test can
-// swap for wrong bytes, and which counts what the store asked it for; a destination that keeps
-// what it was given and can be made to fail.
+// swap for wrong bytes, and which counts what the store asked it for (also how many blobs were
+// open at once, when it says it serves blobs concurrently); a destination that keeps what it was
+// given (origins, parallelism), can read the layers from several threads, and can be made to
+// fail.
 #pragma once
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -39,6 +45,55 @@ class StringFile final : public SequentialFile {
   size_t offset_ = 0;
 };
 
+// How many blobs are open at once (opened by GetBlob, not yet destroyed), the most seen, and a
+// wait for a number of them with a deadline (no sleeps).
+class OpenGauge {
+ public:
+  void Enter() {
+    std::lock_guard lock(mu_);
+    peak_ = std::max(peak_, ++now_);
+    cv_.notify_all();
+  }
+  void Leave() {
+    std::lock_guard lock(mu_);
+    --now_;
+    cv_.notify_all();
+  }
+  // True once `n` are open at the same time; false if that does not happen before `timeout`.
+  bool WaitFor(int n, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return peak_ >= n; });
+  }
+  int now() const {
+    std::lock_guard lock(mu_);
+    return now_;
+  }
+  int peak() const {
+    std::lock_guard lock(mu_);
+    return peak_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int now_ = 0;
+  int peak_ = 0;
+};
+
+// A StringFile that counts as open in its gauge until it is destroyed.
+class GaugedFile final : public SequentialFile {
+ public:
+  GaugedFile(std::string bytes, OpenGauge* gauge)
+      : SequentialFile("memory"), file_(std::move(bytes)), gauge_(gauge) {}
+  ~GaugedFile() override { gauge_->Leave(); }
+  Result<size_t> Read(std::span<std::byte> buf) override { return file_.Read(buf); }
+  Status Skip(uint64_t n) override { return file_.Skip(n); }
+
+ private:
+  StringFile file_;
+  OpenGauge* gauge_;
+};
+
 class FakeSource : public images::ImageSource {
  public:
   explicit FakeSource(std::string name = "fake:test") : name_(std::move(name)) {}
@@ -60,6 +115,7 @@ class FakeSource : public images::ImageSource {
 
   std::string Describe() const override { return name_; }
   Result<images::RawManifest> GetManifest() override {
+    if (on_get_manifest) on_get_manifest();
     ++top_calls;
     if (!top_error.ok()) return top_error;
     return top;
@@ -71,16 +127,24 @@ class FakeSource : public images::ImageSource {
     }
     return it->second;
   }
+  // Called by several threads at once when `concurrent` is set.
   Result<std::unique_ptr<SequentialFile>> GetBlob(const images::Descriptor& d) override {
-    ++blob_opens[d.digest.ToString()];
+    {
+      std::lock_guard lock(mu_);
+      ++blob_opens[d.digest.ToString()];
+    }
+    gauge.Enter();  // before on_get_blob, which may wait for others to be open
     if (on_get_blob) on_get_blob(d);
     auto it = blobs.find(d.digest.ToString());
     if (it == blobs.end()) {
+      gauge.Leave();
       return Status(Code::kNotFound, name_ + ": blob " + d.digest.ToString() + " not found");
     }
-    return std::unique_ptr<SequentialFile>(std::make_unique<StringFile>(it->second));
+    return std::unique_ptr<SequentialFile>(std::make_unique<GaugedFile>(it->second, &gauge));
   }
   std::vector<std::string> Names() const override { return names; }
+  std::string BlobOrigin() const override { return origin; }
+  bool ConcurrentBlobs() const override { return concurrent; }
 
   int opens(const Digest& d) const {
     auto it = blob_opens.find(d.ToString());
@@ -100,8 +164,13 @@ class FakeSource : public images::ImageSource {
   std::map<std::string, int> blob_opens;
   int top_calls = 0;
   std::function<void(const images::Descriptor&)> on_get_blob;  // runs at each GetBlob
+  std::function<void()> on_get_manifest;                       // runs at each GetManifest()
+  std::string origin;                                          // BlobOrigin()
+  bool concurrent = false;                                     // ConcurrentBlobs()
+  OpenGauge gauge;  // blobs open now (files not yet destroyed), and the most at once
 
  private:
+  std::mutex mu_;  // blob_opens, while blobs are fetched in parallel
   std::string name_;
 };
 
@@ -138,29 +207,61 @@ inline std::string MakeIndex(
 class FakeDestination : public images::ImageDestination {
  public:
   std::string Describe() const override { return "fake-dest:test"; }
+  std::string BlobOrigin() const override { return origin; }
   Status PutImage(const images::ImageToWrite& image) override {
     ++calls;
     manifest = image.manifest;
     config = image.config;
     names = image.names;
     diff_ids = image.diff_ids;
+    origins = image.origins;
+    max_parallel = image.max_parallel;
     blobs.clear();
-    for (const images::Descriptor& d : image.parsed.layers) {
-      Result<std::unique_ptr<SequentialFile>> f = image.open_blob(d);
-      if (!f.ok()) return f.status();
-      std::string bytes;
-      std::vector<std::byte> buf(4096);
-      while (true) {
-        Result<size_t> n = (*f)->Read(buf);
-        if (!n.ok()) return n.status();
-        if (*n == 0) break;
-        bytes.append(reinterpret_cast<const char*>(buf.data()), *n);
+    if (report_config_skipped && image.on_progress) {
+      images::BlobProgress p;
+      p.digest = image.parsed.config.digest;
+      p.done = p.total = static_cast<uint64_t>(image.parsed.config.size);
+      p.skipped = true;
+      image.on_progress(p);
+    }
+    if (parallel_reads) {
+      // Every layer on its own thread at once: open_blob and the progress it reports must cope.
+      std::vector<Result<std::string>> read(image.parsed.layers.size(), std::string());
+      {
+        std::vector<std::jthread> threads;
+        for (size_t i = 0; i < image.parsed.layers.size(); ++i) {
+          threads.emplace_back([&, i] { read[i] = ReadBlob(image, image.parsed.layers[i]); });
+        }
       }
-      blobs[d.digest.ToString()] = std::move(bytes);
-      if (!fail_after_first_blob.ok()) return fail_after_first_blob;
+      for (size_t i = 0; i < read.size(); ++i) {
+        if (!read[i].ok()) return read[i].status();
+        blobs[image.parsed.layers[i].digest.ToString()] = std::move(*read[i]);
+      }
+    } else {
+      for (const images::Descriptor& d : image.parsed.layers) {
+        Result<std::string> bytes = ReadBlob(image, d);
+        if (!bytes.ok()) return bytes.status();
+        blobs[d.digest.ToString()] = std::move(*bytes);
+        if (!fail_after_first_blob.ok()) return fail_after_first_blob;
+      }
     }
     if (probe) probe(image);
     return fail.ok() ? Status::OK() : fail;
+  }
+
+  static Result<std::string> ReadBlob(const images::ImageToWrite& image,
+                                      const images::Descriptor& d) {
+    Result<std::unique_ptr<SequentialFile>> f = image.open_blob(d);
+    if (!f.ok()) return f.status();
+    std::string bytes;
+    std::vector<std::byte> buf(4096);
+    while (true) {
+      Result<size_t> n = (*f)->Read(buf);
+      if (!n.ok()) return n.status();
+      if (*n == 0) break;
+      bytes.append(reinterpret_cast<const char*>(buf.data()), *n);
+    }
+    return bytes;
   }
 
   int calls = 0;
@@ -169,8 +270,13 @@ class FakeDestination : public images::ImageDestination {
   std::vector<std::string> names;
   std::vector<Digest> diff_ids;
   std::map<std::string, std::string> blobs;
-  Status fail;                   // returned at the end when not OK
-  Status fail_after_first_blob;  // returned after the first layer was read
+  std::map<Digest, std::vector<std::string>> origins;  // ImageToWrite::origins
+  int max_parallel = 0;                                // ImageToWrite::max_parallel
+  std::string origin;                                  // BlobOrigin()
+  bool parallel_reads = false;         // read the layers from one thread each, at once
+  bool report_config_skipped = false;  // tell on_progress the config was skipped
+  Status fail;                         // returned at the end when not OK
+  Status fail_after_first_blob;        // returned after the first layer was read
   std::function<void(const images::ImageToWrite&)> probe;  // runs while the push is under way
 };
 

@@ -16,8 +16,14 @@
 //   lease ROOT DIGEST LABEL
 //       Opens the store, creates a lease labelled LABEL pinning DIGEST, prints "lease <id>", and
 //       holds it until stdin ends (then releases it and prints "released"); tests kill -9 it.
+//   pull-layout ROOT LAYOUT MANIFEST_DIGEST MAX_PARALLEL DELAY_MS
+//       Opens the store, prints "ready", waits for "go", then pulls the image whose manifest is
+//       the blob MANIFEST_DIGEST of the OCI layout directory LAYOUT, from a source that serves
+//       blobs to several threads at once (64 KiB reads, DELAY_MS after each), up to MAX_PARALLEL
+//       at once. Prints "ok written=<blobs this pull wrote>" (exit 0) or "error <status>".
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -51,7 +57,69 @@ int Finish(const Result<IngestResult>& r) {
   return 0;
 }
 
+// Blobs of an OCI layout's blobs/sha256, served to several threads at once, slowly.
+class LayoutSource final : public images::ImageSource {
+ public:
+  LayoutSource(std::string dir, Digest manifest, std::chrono::milliseconds delay)
+      : dir_(std::move(dir)), manifest_(std::move(manifest)), delay_(delay) {}
+  std::string Describe() const override { return "layout:" + dir_; }
+  Result<images::RawManifest> GetManifest() override {
+    Result<std::string> bytes = Env::Default()->ReadFileToString(Path(manifest_), 4 << 20);
+    if (!bytes.ok()) return bytes.status();
+    return images::RawManifest{std::move(*bytes), ""};
+  }
+  Result<images::RawManifest> GetManifest(const images::Descriptor&) override {
+    return Status(Code::kNotFound, "layout source: no index");
+  }
+  Result<std::unique_ptr<SequentialFile>> GetBlob(const images::Descriptor& d) override {
+    Result<std::unique_ptr<SequentialFile>> f = Env::Default()->NewSequentialFile(Path(d.digest));
+    if (!f.ok()) return f.status();
+    return std::unique_ptr<SequentialFile>(std::make_unique<Slow>(std::move(*f), delay_));
+  }
+  bool ConcurrentBlobs() const override { return true; }
+
+ private:
+  class Slow final : public SequentialFile {
+   public:
+    Slow(std::unique_ptr<SequentialFile> f, std::chrono::milliseconds delay)
+        : SequentialFile(f->path()), f_(std::move(f)), delay_(delay) {}
+    Result<size_t> Read(std::span<std::byte> buf) override {
+      Result<size_t> n = f_->Read(buf.subspan(0, std::min<size_t>(buf.size(), 65536)));
+      std::this_thread::sleep_for(delay_);
+      return n;
+    }
+    Status Skip(uint64_t n) override { return f_->Skip(n); }
+
+   private:
+    std::unique_ptr<SequentialFile> f_;
+    std::chrono::milliseconds delay_;
+  };
+  std::string Path(const Digest& d) const { return dir_ + "/blobs/sha256/" + std::string(d.hex()); }
+
+  std::string dir_;
+  Digest manifest_;
+  std::chrono::milliseconds delay_;
+};
+
+int PullLayout(char** argv) {
+  Result<Digest> manifest = Digest::Parse(argv[4]);
+  if (!manifest.ok()) Fail(manifest.status());
+  Result<std::unique_ptr<Store>> store = Store::Open(argv[2]);
+  if (!store.ok()) Fail(store.status());
+  LayoutSource source(argv[3], *manifest, std::chrono::milliseconds(std::atoi(argv[6])));
+  PullOptions options;
+  options.max_parallel = std::atoi(argv[5]);
+  Say("ready");
+  std::string line;
+  if (!std::getline(std::cin, line) || line != "go") return 2;
+  Result<PullResult> r = (*store)->Pull(source, options);
+  if (!r.ok()) Fail(r.status());
+  Say("ok written=" + std::to_string(r->blobs_written));
+  return 0;
+}
+
 int Main(int argc, char** argv) {
+  if (argc == 7 && std::string(argv[1]) == "pull-layout") return PullLayout(argv);
   if (argc < 5) {
     std::cerr << "usage: store_helper ingest-file|ingest-stdin|lease ROOT DIGEST SIZE|LABEL ...\n";
     return 64;

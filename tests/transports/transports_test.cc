@@ -1,5 +1,5 @@
 // The transport factory: spec parsing and dispatch, and the errors for what is not a
-// transport (unknown prefixes) or not supported yet (registries).
+// transport (unknown prefixes).
 #include "transports/transports.h"
 
 #include <gtest/gtest.h>
@@ -43,15 +43,22 @@ TEST(TransportSpec, UnknownTransportsAndGarbage) {
   EXPECT_NE(st.message().find("oci-archive:"), std::string::npos) << st.message();
 }
 
-TEST(TransportSpec, RegistryPullOpensWithoutNetworkButPushIsNotSupportedYet) {
-  // Opening a registry source reads nothing from the network (tests/registry pull for real).
+TEST(TransportSpec, RegistrySourceAndDestinationOpenWithoutNetwork) {
+  // Opening a registry source or destination reads nothing from the network (example.com is
+  // never contacted; tests/registry pull and push for real).
   Result<std::unique_ptr<images::ImageSource>> s = OpenSource(Env::Default(), "alpine:3");
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ((*s)->Describe(), "docker://docker.io/library/alpine:3");
   Result<std::unique_ptr<images::ImageDestination>> d =
       OpenDestination(Env::Default(), "docker://example.com/a:1");
-  EXPECT_EQ(d.status().code(), Code::kUnsupported);
-  EXPECT_EQ(d.status().message(), "pushing to a registry is not supported yet: example.com/a:1");  // until the push lands
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->Describe(), "docker://example.com/a:1");
+  EXPECT_EQ((*d)->BlobOrigin(), "example.com/a");
+  // No tag: pushed as "latest", as docker does.
+  d = OpenDestination(Env::Default(), "example.com/team/b");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->Describe(), "docker://example.com/team/b:latest");
+  EXPECT_EQ((*d)->BlobOrigin(), "example.com/team/b");
 }
 
 }  // namespace
