@@ -18,9 +18,8 @@ bash scripts/build.sh >/dev/null
 
 bin=$PWD/build/imgstore
 work=$(mktemp -d /tmp/imgstore-demo-XXXXXX)
-registry_pid=
 cleanup() {
-  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null || true
+  [[ -f $work/registry.pids ]] && xargs kill <"$work/registry.pids" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,10 +55,12 @@ echo "manifest digest skopeo reads: sha256:$skopeo_digest"
 run skopeo inspect --config "docker-archive:$work/app-docker.tar" | head -12
 
 step "4. a real registry on 127.0.0.1: imgstore pushes and skopeo reads; skopeo pushes and imgstore pulls"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-reg=127.0.0.1:$port
-mkdir -p "$work/registry"
-cat >"$work/registry.yml" <<YML
+# start_registry NAME: a docker-registry on a free loopback port; prints host:port.
+start_registry() {
+  local name=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$work/$name"
+  cat >"$work/$name.yml" <<YML
 version: 0.1
 log:
   level: error
@@ -67,13 +68,17 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $work/registry
+    rootdirectory: $work/$name
 http:
-  addr: $reg
+  addr: 127.0.0.1:$port
 YML
-/usr/bin/docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
-registry_pid=$!
-for _ in $(seq 100); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+  # (stdout away from the $(...) that captures this function's output)
+  /usr/bin/docker-registry serve "$work/$name.yml" >/dev/null 2>"$work/$name.log" &
+  echo $! >>"$work/registry.pids"
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  echo "127.0.0.1:$port"
+}
+reg=$(start_registry registry)
 echo "registry: docker-registry on http://$reg"
 run "$bin" push demo/app:1 "$reg/demo/app:1"
 echo "manifest digest skopeo reads from the registry: sha256:$(skopeo inspect --tls-verify=false --raw "docker://$reg/demo/app:1" | sha256sum | cut -d' ' -f1)"
@@ -105,11 +110,14 @@ while kill -0 "$push_pid" 2>/dev/null; do
 done
 wait "$push_pid" && echo "push: done"
 run "$bin" list
-echo "rmi while the image is being pushed: the push still completes"
-"$bin" push -q demo/big:1 "$reg/demo/big-again:1" &
+echo "rmi while the image is being pushed to a second, empty registry: the push still completes"
+reg2=$(start_registry registry2)
+"$bin" push -q demo/big:1 "$reg2/demo/big:1" &
 push_pid=$!
+# Once the push holds its lease (it has resolved the image), remove the image.
+for _ in $(seq 200); do "$bin" locks --all | grep -q "push demo/big:1" && break; sleep 0.02; done
 run "$bin" rmi demo/big:1
-wait "$push_pid" && echo "push: done; the registry has it: $(skopeo inspect --tls-verify=false --raw "docker://$reg/demo/big-again:1" | sha256sum | cut -c1-19)"
+wait "$push_pid" && echo "push: done; the registry has it: sha256:$(skopeo inspect --tls-verify=false --raw "docker://$reg2/demo/big:1" | sha256sum | cut -d' ' -f1)"
 run "$bin" gc
 
 step "6. kill -9 a pull half-way: nothing to clean by hand"
