@@ -8,6 +8,9 @@
 // a command line: htpasswd reads it from stdin.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -85,6 +88,44 @@ class TestRegistry {
   Subprocess process_;
   std::string host_;
   int port_ = 0;
+};
+
+// The config of a registry with htpasswd Basic auth over TLS.
+inline TestRegistryConfig TlsBasicAuth() {
+  TestRegistryConfig c;
+  c.tls = true;
+  c.basic_auth = true;
+  return c;
+}
+
+// A registry shared by the tests of one suite (starting one costs about a second), for gtest
+// fixtures: `class Tls : public SuiteRegistry<Tls, MyBase> { static void SetUpTestSuite() {
+// StartSuiteRegistry({.tls = true}); } };`. Suite is the fixture itself, so that each suite gets
+// a registry of its own; Base is the fixture's base (its SetUp skips when docker-registry is
+// missing). SetUp fails a test whose suite could not start its registry.
+template <typename Suite, typename Base>
+class SuiteRegistry : public Base {
+ protected:
+  static void StartSuiteRegistry(const TestRegistryConfig& config) {
+    if (!TestRegistry::Available() || registry_) return;
+    registry_ = std::make_unique<TestRegistry>();
+    std::string error;
+    if (!registry_->Start(config, &error)) {
+      registry_.reset();
+      FAIL() << "cannot start docker-registry: " << error;
+    }
+  }
+  static void TearDownTestSuite() { registry_.reset(); }
+  void SetUp() override {
+    Base::SetUp();
+    if (this->IsSkipped()) return;
+    ASSERT_TRUE(registry_) << "registry not started";
+  }
+  const TestRegistry& reg() { return *registry_; }
+  std::string Ref(const std::string& rest) { return registry_->host() + "/" + rest; }
+  std::string Creds() { return reg().config().user + ":" + reg().config().password; }
+
+  static inline std::unique_ptr<TestRegistry> registry_;
 };
 
 }  // namespace imgstore::testing

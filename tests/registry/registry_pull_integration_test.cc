@@ -23,11 +23,13 @@ using imgstore::testing::CliResult;
 using imgstore::testing::LayerCompression;
 using imgstore::testing::MakeTestImage;
 using imgstore::testing::RunImgstore;
+using imgstore::testing::SuiteRegistry;
 using imgstore::testing::TempDir;
 using imgstore::testing::TestImage;
 using imgstore::testing::TestImageSpec;
 using imgstore::testing::TestRegistry;
 using imgstore::testing::TestRegistryConfig;
+using imgstore::testing::TlsBasicAuth;
 using imgstore::testing::WriteOciLayout;
 
 TestImage Image(uint32_t seed, int layers, LayerCompression c, const std::string& arch = "amd64",
@@ -49,16 +51,6 @@ class RegistryTest : public ::testing::Test {
   void SetUp() override {
     if (!TestRegistry::Available()) {
       GTEST_SKIP() << "docker-registry or skopeo is not installed (scripts/setup.sh)";
-    }
-  }
-
-  static void StartRegistry(std::unique_ptr<TestRegistry>& reg, const TestRegistryConfig& c) {
-    if (!TestRegistry::Available() || reg) return;
-    reg = std::make_unique<TestRegistry>();
-    std::string error;
-    if (!reg->Start(c, &error)) {
-      reg.reset();
-      FAIL() << "cannot start docker-registry: " << error;
     }
   }
 
@@ -97,21 +89,10 @@ class RegistryTest : public ::testing::Test {
   int layouts_ = 0;
 };
 
-class PlainRegistry : public RegistryTest {
+class PlainRegistry : public SuiteRegistry<PlainRegistry, RegistryTest> {
  protected:
-  static void SetUpTestSuite() { StartRegistry(registry_, {}); }
-  static void TearDownTestSuite() { registry_.reset(); }
-  void SetUp() override {
-    RegistryTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(registry_) << "registry not started";
-  }
-  const TestRegistry& reg() { return *registry_; }
-  std::string Ref(const std::string& rest) { return registry_->host() + "/" + rest; }
-
-  static std::unique_ptr<TestRegistry> registry_;
+  static void SetUpTestSuite() { StartSuiteRegistry({}); }
 };
-std::unique_ptr<TestRegistry> PlainRegistry::registry_;
 
 TEST_F(PlainRegistry, CliPullsMultiLayerImageWithSkopeosManifestDigest) {
   const TestImage im = Image(11, 3, LayerCompression::kGzip);
@@ -278,27 +259,10 @@ TEST_F(PlainRegistry, ManifestDigestMismatchIsRefusedAndNothingStored) {
   std::ofstream(data, std::ios::binary | std::ios::trunc) << im.manifest;
 }
 
-class TlsAuthRegistry : public RegistryTest {
+class TlsAuthRegistry : public SuiteRegistry<TlsAuthRegistry, RegistryTest> {
  protected:
-  static void SetUpTestSuite() {
-    TestRegistryConfig c;
-    c.tls = true;
-    c.basic_auth = true;
-    StartRegistry(registry_, c);
-  }
-  static void TearDownTestSuite() { registry_.reset(); }
-  void SetUp() override {
-    RegistryTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(registry_) << "registry not started";
-  }
-  const TestRegistry& reg() { return *registry_; }
-  std::string Ref(const std::string& rest) { return registry_->host() + "/" + rest; }
-  std::string Creds() { return reg().config().user + ":" + reg().config().password; }
-
-  static std::unique_ptr<TestRegistry> registry_;
+  static void SetUpTestSuite() { StartSuiteRegistry(TlsBasicAuth()); }
 };
-std::unique_ptr<TestRegistry> TlsAuthRegistry::registry_;
 
 TEST_F(TlsAuthRegistry, RightCredentialsAndCertDirWork) {
   const TestImage im = Image(21, 2, LayerCompression::kGzip);

@@ -32,11 +32,13 @@ using imgstore::testing::LayerCompression;
 using imgstore::testing::MakeTestImage;
 using imgstore::testing::RunImgstore;
 using imgstore::testing::RunProgram;
+using imgstore::testing::SuiteRegistry;
 using imgstore::testing::TempDir;
 using imgstore::testing::TestImage;
 using imgstore::testing::TestImageSpec;
 using imgstore::testing::TestRegistry;
 using imgstore::testing::TestRegistryConfig;
+using imgstore::testing::TlsBasicAuth;
 using imgstore::testing::WriteOciLayout;
 namespace fs = std::filesystem;
 
@@ -179,16 +181,6 @@ class PushTest : public ::testing::Test {
     }
   }
 
-  static void StartRegistry(std::unique_ptr<TestRegistry>& reg, const TestRegistryConfig& c) {
-    if (!TestRegistry::Available() || reg) return;
-    reg = std::make_unique<TestRegistry>();
-    std::string error;
-    if (!reg->Start(c, &error)) {
-      reg.reset();
-      FAIL() << "cannot start docker-registry: " << error;
-    }
-  }
-
   // Puts `im` into the store of root_ under `name` (from an OCI layout, through the CLI).
   void Import(const TestImage& im, const std::string& name) {
     const std::string layout = work_.Sub("layout-" + std::to_string(++layouts_));
@@ -275,17 +267,9 @@ class PushTest : public ::testing::Test {
   int layouts_ = 0;
 };
 
-class PushToPlainRegistry : public PushTest {
+class PushToPlainRegistry : public SuiteRegistry<PushToPlainRegistry, PushTest> {
  protected:
-  static void SetUpTestSuite() { StartRegistry(registry_, {}); }
-  static void TearDownTestSuite() { registry_.reset(); }
-  void SetUp() override {
-    PushTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(registry_) << "registry not started";
-  }
-  const TestRegistry& reg() { return *registry_; }
-  std::string Ref(const std::string& rest) { return registry_->host() + "/" + rest; }
+  static void SetUpTestSuite() { StartSuiteRegistry({}); }
 
   // The CLI round trip: push, skopeo reads it, imgstore pulls it into another store.
   void CliRoundTrip(const TestImage& im, const std::string& repo) {
@@ -304,10 +288,7 @@ class PushToPlainRegistry : public PushTest {
     // Every session was closed by its PUT.
     EXPECT_EQ(Sessions(reg(), repo), 0);
   }
-
-  static std::unique_ptr<TestRegistry> registry_;
 };
-std::unique_ptr<TestRegistry> PushToPlainRegistry::registry_;
 
 TEST_F(PushToPlainRegistry, CliPushesGzipLayersThatSkopeoAndPullReadBack) {
   CliRoundTrip(Image(31, 3, LayerCompression::kGzip), "push/gzip");
@@ -556,27 +537,10 @@ TEST(UploadLocation, ResolvedAgainstTheRegistryAndQueryKept) {
   EXPECT_EQ(AppendQuery(base + "/u?", "digest=sha256:ab"), base + "/u?digest=sha256:ab");
 }
 
-class PushToTlsAuthRegistry : public PushTest {
+class PushToTlsAuthRegistry : public SuiteRegistry<PushToTlsAuthRegistry, PushTest> {
  protected:
-  static void SetUpTestSuite() {
-    TestRegistryConfig c;
-    c.tls = true;
-    c.basic_auth = true;
-    StartRegistry(registry_, c);
-  }
-  static void TearDownTestSuite() { registry_.reset(); }
-  void SetUp() override {
-    PushTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(registry_) << "registry not started";
-  }
-  const TestRegistry& reg() { return *registry_; }
-  std::string Ref(const std::string& rest) { return registry_->host() + "/" + rest; }
-  std::string Creds() { return reg().config().user + ":" + reg().config().password; }
-
-  static std::unique_ptr<TestRegistry> registry_;
+  static void SetUpTestSuite() { StartSuiteRegistry(TlsBasicAuth()); }
 };
-std::unique_ptr<TestRegistry> PushToTlsAuthRegistry::registry_;
 
 TEST_F(PushToTlsAuthRegistry, RightCredentialsAndCertDirWork) {
   const TestImage im = Image(51, 2, LayerCompression::kGzip);
