@@ -30,6 +30,8 @@ void RegisterCommands(CLI::App& app, const GlobalOptions& global) {
   RegisterLocksCommand(app, global);
   RegisterLoginCommand(app, global);
   RegisterLogoutCommand(app, global);
+  RegisterLayerCommands(app, global);
+  RegisterCommitCommand(app, global);
 }
 
 int RunSelected(CLI::App& app, const GlobalOptions&) {

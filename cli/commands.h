@@ -45,5 +45,9 @@ void RegisterCheckCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterLocksCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterLoginCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterLogoutCommand(CLI::App& app, const GlobalOptions& global);
+// cli/layer_commands.cc: unpack, mount, umount, mounts.
+void RegisterLayerCommands(CLI::App& app, const GlobalOptions& global);
+// cli/commit_command.cc
+void RegisterCommitCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace imgstore::cli

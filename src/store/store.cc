@@ -70,6 +70,10 @@ std::string_view ProblemKindName(ProblemKind kind) {
       return "unknown-entry";
     case ProblemKind::kDatabase:
       return "database";
+    case ProblemKind::kLayerDir:
+      return "layer-dir";
+    case ProblemKind::kMount:
+      return "mount";
     case ProblemKind::kDanglingName:
       return "dangling-name";
     case ProblemKind::kMissingReference:

@@ -7,7 +7,9 @@
 //   ROOT/meta.db          SQLite (WAL): blobs, manifests, images, names, layers, leases
 //   ROOT/blobs/sha256/HEX immutable, read-only (0444) blobs exactly as received
 //   ROOT/ingest/          in-progress writes: sha256-HEX.<random>; never read as content
-//   ROOT/layers/          unpacked layers (later increments)
+//   ROOT/layers/          unpacked layers: sha256-HEX (a chainID) per layer, one layer's own
+//                         entries with overlay whiteouts; .staging-* while being extracted
+//   ROOT/mounts/NAME/     a mount: merged/ (the mount point), upper/ and work/ (overlay)
 //   ROOT/locks/           lock files and leases (src/locking)
 //
 // Invariant: a row in `blobs` means a complete, verified, durable file blobs/sha256/HEX of that
@@ -44,6 +46,8 @@
 
 #include "images/platform.h"
 #include "images/transport.h"
+#include "layers/extract.h"
+#include "layers/tree.h"
 #include "locking/locking.h"
 #include "store/db.h"
 #include "store/images.h"
@@ -106,6 +110,10 @@ enum class ProblemKind {
   kLayerChain,        // an image's layer chain disagrees with the layers rows
   kImageMismatch,     // an image's manifest is not an image manifest of that config
   kIndexMismatch,     // an image's index is not an index, or does not list its manifest
+  // Layers on disk (docs/layers.md):
+  kLayerDir,  // a 'complete' layer without its directory, a layer directory without a row, or
+              // a dead staging directory (repair: the row goes back to 'none', strays removed)
+  kMount,     // a mount row whose directories are missing, or a mounts/ entry without a row
 };
 std::string_view ProblemKindName(ProblemKind kind);
 
@@ -127,7 +135,8 @@ struct CheckReport {
 // What Store::Open cleaned up after earlier crashes.
 struct RecoveryStats {
   int ingests_removed = 0;
-  int leases_removed = 0;  // lease files and lease rows of dead holders
+  int leases_removed = 0;          // lease files and lease rows of dead holders
+  int layer_stagings_removed = 0;  // staging dirs and 'incomplete' layers of dead extractors
 };
 
 // A lease pins blobs against gc while an operation (pull, push) works with no lock held. It is
@@ -182,6 +191,10 @@ struct PullOptions {
   int max_index_depth = 8;
   // Bounds on the manifests, indexes and config read from the source.
   images::ParseLimits limits;
+  // Polled between blobs and while bytes stream (at least every few hundred milliseconds while
+  // data flows): when it returns true the pull stops with kCancelled, records nothing, and
+  // leaves no ingest behind. May be empty.
+  std::function<bool()> cancelled;
 };
 
 struct PullResult {
@@ -202,6 +215,105 @@ struct PushOptions {
   // destination as an origin of its blobs failed (docs/pull-push.md, "Blob origins"). May be
   // empty (the problem is then dropped: the push itself succeeded).
   std::function<void(const std::string& line)> on_warning;
+  // As PullOptions::cancelled: the push stops with kCancelled (uploads in flight are cancelled
+  // at the destination where it allows it); the store is unchanged.
+  std::function<bool()> cancelled;
+};
+
+// --- Layers on disk (layer_cache.cc, unpack.cc, mounts.cc, commit.cc; docs/layers.md) ---------
+
+// The layer cache. ROOT/layers/sha256-HEX holds one layer's own entries (extracted with
+// WhiteoutMode::kOverlay), shared by every image and mount whose chain has that chainID.
+// Protocol, per layer, under the lock LayerLockName(chain):
+//   - use: shared; the `layers` row must say unpack_state = 'complete' and the directory exist;
+//   - extract: upgradable (one extractor per layer; users of other layers never wait), the row
+//     set to 'incomplete', the tar extracted into ROOT/layers/.staging-sha256-HEX.<random>, the
+//     file system synced, the staging directory renamed to LayerDir, ROOT/layers synced, and
+//     only then, in a short write transaction, 'complete' with unpacked_size;
+//   - a second process that wants the same layer waits for the lock (deadline, "waiting for"
+//     notice through StoreOptions::on_wait) and then finds it complete;
+//   - a staging directory whose lock is free, or an 'incomplete' row whose lock is free, was left
+//     by a killed extractor: removed by Store::Open and redone by the next use.
+struct LayerUseOptions {
+  std::string operation;  // published in the layer locks ("unpack docker.io/library/x")
+  layers::ExtractOptions extract;
+  // Called when this call extracts a layer, before and after (progress display). May be empty.
+  std::function<void(const Digest& chain_id, bool done)> on_extract;
+};
+
+// The cached layers of one image held for use: the layer locks stay held (shared) until the
+// object is destroyed, so gc cannot take the directories meanwhile.
+class LayerSet {
+ public:
+  LayerSet() = default;
+  LayerSet(LayerSet&&) noexcept = default;
+  LayerSet& operator=(LayerSet&&) noexcept = default;
+  // Chain ids and directories, base layer first.
+  const std::vector<Digest>& chain_ids() const { return chain_ids_; }
+  const std::vector<std::string>& dirs() const { return dirs_; }
+  int extracted() const { return extracted_; }  // layers this call extracted (the rest were cached)
+
+ private:
+  friend class Store;
+  std::vector<Digest> chain_ids_;
+  std::vector<std::string> dirs_;
+  std::vector<locking::LockGuard> guards_;
+  int extracted_ = 0;
+};
+
+struct UnpackOptions {
+  LayerUseOptions layers;
+  // Populate the layer cache on the way (default). Without it, layers not in the cache are
+  // extracted straight into the destination and the cache is left as it is.
+  bool use_cache = true;
+};
+
+struct UnpackResult {
+  Digest image_id;
+  int layers = 0;
+  int layers_extracted = 0;  // extracted from their blobs by this call (the rest: cached)
+  uint64_t entries = 0;
+  uint64_t file_bytes = 0;
+};
+
+// A mount: a container's writable view of an image (overlay, or a copy where overlay is not
+// available). Recorded in meta.db (schema v4, tables mounts and mount_layers), so that rmi and
+// gc never take the layers or blobs of a mounted image, even after the mounting process exited.
+struct MountInfo {
+  std::string name;
+  Digest image_id;
+  Digest manifest_digest;
+  std::string image_name;  // the name the image was mounted by ("" when by id)
+  std::string path;        // the mount point: ROOT/mounts/NAME/merged
+  std::string upper_dir;   // overlay: ROOT/mounts/NAME/upper; copy: ""
+  std::string kind;        // "overlay" or "copy"
+  bool mounted = false;    // overlay: whether path is mounted now (false after a reboot)
+  int64_t created_unix_ns = 0;
+  std::vector<Digest> chain_ids;  // the layers it uses, base first
+};
+
+struct MountOptions {
+  std::string name;  // [A-Za-z0-9][A-Za-z0-9_.-]{0,127}; empty: a generated one
+  // "auto" (overlay when OverlaySupported, else copy), "overlay" (fail if unavailable), "copy".
+  std::string kind = "auto";
+  LayerUseOptions layers;
+};
+
+struct CommitOptions {
+  layers::Compression compression = layers::Compression::kGzip;
+  std::vector<std::string> names;  // names of the new image (references; default tag latest)
+  std::string author;              // config "author" and the history entry's
+  std::string message;             // the history entry's comment
+  std::string created_by;          // the history entry's created_by ("" → "imgstore commit")
+  std::string operation;
+  std::function<bool()> cancelled;
+};
+
+struct CommitResult {
+  AddImageResult image;
+  Digest layer_digest;  // the new layer blob (unset when the changes were empty: no layer added)
+  uint64_t layer_size = 0;
+  Digest diff_id;
 };
 
 // Store::GarbageCollect: what no image references and nothing leases or is ingesting.
@@ -338,6 +450,31 @@ class Store {
   // and other pulls never wait for it and gc cannot take its blobs meanwhile.
   Status Push(std::string_view image, images::ImageDestination& destination,
               const PushOptions& options = {});
+
+  // --- Layers on disk (docs/layers.md) ----------------------------------------------------
+  // Makes sure every layer of the image is in the layer cache (extracting what is missing, as
+  // the protocol above says) and returns them held for use.
+  Result<LayerSet> AcquireLayers(std::string_view image, const LayerUseOptions& options = {});
+  // A flattened root filesystem of the image in `dir`, which must not exist (its parent must):
+  // created, filled, synced; removed again on any error. Bad layers (a tar that escapes, a
+  // wrong diffID, a bound exceeded) are one clear error and leave the store unchanged.
+  Result<UnpackResult> Unpack(std::string_view image, const std::string& dir,
+                              const UnpackOptions& options = {});
+  // A new mount of the image (see MountInfo). kAlreadyExists for a name in use.
+  Result<MountInfo> Mount(std::string_view image, const MountOptions& options = {});
+  // Unmounts and removes the mount `name_or_path` (its name, mount point or directory), upper
+  // directory included. kNotFound when no such mount is recorded.
+  Status Unmount(std::string_view name_or_path);
+  Result<std::vector<MountInfo>> ListMounts();
+  Result<MountInfo> GetMount(std::string_view name_or_path);
+  // A new image: the base image plus one layer with the changes of the mount `source` (name or
+  // path: its upper directory, or for a copy mount its tree against the image) or, with
+  // `base_image` set, of the directory `source` against that image. The new config has the
+  // base's config with the diffID appended, a history entry, and a new created time; the
+  // manifest keeps the base's type (Docker v2s2 stays Docker unless the compression is zstd,
+  // which only OCI manifests carry: then the manifest and config become OCI).
+  Result<CommitResult> Commit(std::string_view source, std::string_view base_image,
+                              const CommitOptions& options = {});
 
   // --- Garbage collection and space (gc.cc) --------------------------------------------------
   // Removes blobs, manifests and layer chains no image references, that no live lease pins and
