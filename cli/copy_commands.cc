@@ -83,7 +83,8 @@ Status RunPull(const GlobalOptions& global, const PullArgs& args) {
     }
   };
 
-  Result<std::unique_ptr<store::Store>> store = OpenStore(global);
+  Result<std::unique_ptr<store::Store>> store =
+      OpenStore(global, [display](const std::string& line) { display->Message(line); });
   if (!store.ok()) return store.status();
   Result<store::PullResult> r = (*store)->Pull(**source, options);
   display->Finish();  // before the error line or the summary
@@ -113,7 +114,9 @@ Status RunPush(const GlobalOptions& global, const PushArgs& args) {
   Result<std::unique_ptr<images::ImageDestination>> dest =
       transports::OpenDestination(Env::Default(), dest_spec, *reg);
   if (!dest.ok()) return dest.status();
-  Result<std::unique_ptr<store::Store>> store = OpenStore(global);
+  std::shared_ptr<ProgressDisplay> display = MakeDisplay(global, args.quiet);
+  Result<std::unique_ptr<store::Store>> store =
+      OpenStore(global, [display](const std::string& line) { display->Message(line); });
   if (!store.ok()) return store.status();
   // Push by id, so that the digest printed is that of the image pushed even if the name moves
   // to another image meanwhile.
@@ -124,7 +127,6 @@ Status RunPush(const GlobalOptions& global, const PushArgs& args) {
   store::PushOptions options;
   options.operation = "push " + args.image + " to " + (*dest)->Describe();
   options.max_parallel = args.max_parallel;
-  std::shared_ptr<ProgressDisplay> display = MakeDisplay(global, args.quiet);
   options.on_progress = [display](const images::BlobProgress& p) { display->Update(p); };
   // Printed after the progress, which would draw over them.
   std::vector<std::string> warnings;

@@ -110,6 +110,16 @@ void ProgressDisplay::Update(const images::BlobProgress& p) {
   }
 }
 
+void ProgressDisplay::Message(const std::string& line) {
+  std::lock_guard lock(mu_);
+  if (mode_ != ProgressMode::kTerminal || finished_ || live_lines_ == 0) {
+    Write(line + "\n");
+    return;
+  }
+  pending_messages_.push_back(line);
+  Redraw(Clock::now());
+}
+
 void ProgressDisplay::Finish() {
   std::lock_guard lock(mu_);
   if (finished_) return;
@@ -174,6 +184,8 @@ void ProgressDisplay::Redraw(Clock::time_point now) {
   // Back to the top of the live region, and clear from there down.
   if (live_lines_ > 0) frame += "\033[" + std::to_string(live_lines_) + "A";
   frame += "\r\033[J";
+  for (const std::string& m : pending_messages_) frame += m + "\n";
+  pending_messages_.clear();
   for (const Digest& d : pending_lines_) {
     bool unused = false;
     frame += Fit(DoneLine(Find(d, &unused))) + "\n";

@@ -39,6 +39,10 @@ class ProgressDisplay {
   void Expect(const std::vector<images::Descriptor>& blobs);
   // One report of one blob (thread-safe; calls may come from several threads).
   void Update(const images::BlobProgress& p);
+  // A line of the command's own (a lock-wait notice) printed as is, with a newline: on a
+  // terminal above the live region, which is redrawn below it instead of being scrolled apart.
+  // Shown even when quiet (it explains a wait, it is not progress). Thread-safe.
+  void Message(const std::string& line);
   // Draws the last state once more and leaves the cursor on a fresh line below it, so that what
   // follows (an error line, a summary) is not drawn over. Later calls do nothing.
   void Finish();
@@ -74,10 +78,11 @@ class ProgressDisplay {
   std::vector<Blob> blobs_;  // in order of their first report
   size_t expected_blobs_ = 0;
   uint64_t expected_bytes_ = 0;
-  std::vector<Digest> pending_lines_;  // blobs done since the last redraw, in order
-  int live_lines_ = 0;                 // lines of the live region on screen now
-  bool started_ = false;               // a report came: Finish() draws the last frame
-  Clock::time_point start_;            // construction: the overall rate counts the whole operation
+  std::vector<Digest> pending_lines_;          // blobs done since the last redraw, in order
+  std::vector<std::string> pending_messages_;  // Message() lines not yet drawn
+  int live_lines_ = 0;                         // lines of the live region on screen now
+  bool started_ = false;                       // a report came: Finish() draws the last frame
+  Clock::time_point start_;  // construction: the overall rate counts the whole operation
   Clock::time_point last_draw_;
   bool finished_ = false;
 };

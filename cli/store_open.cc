@@ -5,11 +5,16 @@
 
 namespace imgstore::cli {
 
-Result<std::unique_ptr<store::Store>> OpenStore(const GlobalOptions& global) {
+Result<std::unique_ptr<store::Store>> OpenStore(
+    const GlobalOptions& global, std::function<void(const std::string& line)> notice) {
   store::StoreOptions options;
   options.lock_timeout = std::chrono::duration_cast<locking::Duration>(global.lock_timeout);
-  options.on_wait = [](const std::string& line) {
-    std::fprintf(stderr, "imgstore: %s\n", line.c_str());
+  options.on_wait = [notice = std::move(notice)](const std::string& line) {
+    if (notice) {
+      notice("imgstore: " + line);
+    } else {
+      std::fprintf(stderr, "imgstore: %s\n", line.c_str());
+    }
   };
   return store::Store::Open(global.root, options);
 }

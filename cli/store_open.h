@@ -9,8 +9,10 @@
 namespace imgstore::cli {
 
 // Opens (creating if missing) the store at global.root. Lock waits longer than a second are
-// reported once on stderr ("imgstore: waiting for lock ..."); the deadline is --lock-timeout.
-Result<std::unique_ptr<store::Store>> OpenStore(const GlobalOptions& global);
+// reported once ("imgstore: waiting for lock ..."): to `notice` when given (a progress display
+// that keeps its bars intact), else on stderr; the deadline is --lock-timeout.
+Result<std::unique_ptr<store::Store>> OpenStore(
+    const GlobalOptions& global, std::function<void(const std::string& line)> notice = {});
 
 // True at --log-level debug (detail on stderr) / info.
 bool LogDebug(const GlobalOptions& global);

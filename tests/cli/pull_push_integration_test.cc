@@ -13,10 +13,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/cli_runner.h"
 #include "common/registry_fixture.h"
+#include "common/subprocess.h"
 #include "common/temp_dir.h"
 #include "common/test_image.h"
 
@@ -65,6 +67,42 @@ std::string Visible(const std::string& text) {
     if (text[i] != '\r') out += text[i];
   }
   return out;
+}
+
+// The lines a terminal shows at the end of `text`, for the few controls the progress display
+// uses: newline, carriage return, ESC [ n A (cursor up n lines) and ESC [ J (erase from the
+// cursor to the end of the screen). Unlike Visible, it shows what a redraw erased.
+std::vector<std::string> Screen(const std::string& text) {
+  std::vector<std::string> rows(1);
+  size_t row = 0;
+  size_t col = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\033' && i + 1 < text.size() && text[i + 1] == '[') {
+      size_t j = i + 2;
+      int n = 0;
+      while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j])))
+        n = n * 10 + (text[j++] - '0');
+      if (j >= text.size()) break;
+      if (text[j] == 'A') {
+        row -= std::min<size_t>(row, std::max(n, 1));
+      } else if (text[j] == 'J') {
+        rows[row].resize(std::min(col, rows[row].size()));
+        rows.resize(row + 1);
+      }
+      i = j;
+    } else if (c == '\n') {
+      if (++row == rows.size()) rows.emplace_back();
+      col = 0;
+    } else if (c == '\r') {
+      col = 0;
+    } else {
+      if (rows[row].size() <= col) rows[row].resize(col + 1, ' ');
+      rows[row][col++] = c;
+    }
+  }
+  while (!rows.empty() && rows.back().empty()) rows.pop_back();
+  return rows;
 }
 
 // "sha256:0123456789ab", as progress lines name blobs.
@@ -239,6 +277,44 @@ TEST_F(PullPushTest, ProgressBarsOnATerminalOnly) {
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back().rfind("imgstore: error: ", 0), 0u) << failed.err;
   EXPECT_NE(lines.back().find("layer 1"), std::string::npos) << lines.back();
+}
+
+// A lock-wait notice during a pull on a terminal stays on the screen as a line of its own above
+// the bars, instead of being erased by the next redraw of the live region.
+TEST_F(PullPushTest, LockWaitNoticeKeepsItsLineAboveTheBars) {
+  TestImageSpec spec;
+  spec.seed = 9;
+  spec.layers = 2;
+  spec.layer_bytes = 1 << 20;
+  TestImage img = MakeTestImage(spec);
+  WriteOciLayout(img, dir_.Sub("src"), "v1");
+  ASSERT_EQ(Run({"list"}).exit_code, 0);  // creates the store and its locks directory
+  const Digest layer = Digest::Of(img.layers[1]);
+  Subprocess holder;
+  std::string error;
+  ASSERT_TRUE(holder.Start(IMGSTORE_TEST_BIN_DIR "/tests/locking/lock_helper",
+                           {"hold", Root() + "/locks", "blob-sha256-" + std::string(layer.hex()),
+                            "exclusive", "test-holder", "-1"},
+                           &error))
+      << error;
+  ASSERT_EQ(holder.ReadLine(std::chrono::seconds(10)).value_or("").rfind("waiting", 0), 0u);
+  ASSERT_EQ(holder.ReadLine(std::chrono::seconds(10)).value_or("").rfind("acquired", 0), 0u);
+  // The notice comes after a second of waiting; the holder lets go a while after that.
+  std::thread release([&holder] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    holder.WriteLine("release");
+  });
+  CliResult pull = RunImgstoreInPty(Root(), {"pull", "oci:" + dir_.Sub("src") + ":v1"});
+  release.join();
+  ASSERT_EQ(pull.exit_code, 0) << pull.Describe();
+  std::vector<std::string> screen = Screen(pull.err);
+  ASSERT_FALSE(screen.empty()) << pull.err;
+  const auto notice = std::find_if(screen.begin(), screen.end(), [](const std::string& l) {
+    return l.rfind("imgstore: waiting for lock blob-sha256-", 0) == 0;
+  });
+  ASSERT_NE(notice, screen.end()) << "the notice was erased or mixed into a bar: " << pull.err;
+  EXPECT_NE(notice->find("test-holder"), std::string::npos) << *notice;
+  EXPECT_EQ(screen.back().rfind("Total: 3/3 blobs", 0), 0u) << screen.back();
 }
 
 // Through a real registry: a parallel pull reports every blob; a push of the pulled image to
