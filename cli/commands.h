@@ -47,6 +47,8 @@ void RegisterLoginCommand(CLI::App& app, const GlobalOptions& global);
 void RegisterLogoutCommand(CLI::App& app, const GlobalOptions& global);
 // cli/layer_commands.cc: unpack, mount, umount, mounts.
 void RegisterLayerCommands(CLI::App& app, const GlobalOptions& global);
+// cli/mount_commands.cc: mount, umount, mounts (called by RegisterLayerCommands).
+void RegisterMountCommands(CLI::App& app, const GlobalOptions& global);
 // cli/commit_command.cc
 void RegisterCommitCommand(CLI::App& app, const GlobalOptions& global);
 

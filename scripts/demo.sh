@@ -10,7 +10,9 @@
 #    skopeo reads it with the same manifest digest; skopeo pushes, imgstore pulls it back.
 # 4. A 200 MB image pushed to the registry while `imgstore list` keeps answering in another
 #    process, and an `rmi` of the image during its push (the push completes).
-# 5. gc, df and check.
+# 5. A root filesystem from the layer cache: unpack, an overlay mount changed and committed
+#    as a new image, which umoci unpacks too.
+# 6. gc, df and check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -129,7 +131,23 @@ wait "$pull_pid" 2>/dev/null || true
 run "$bin" check && echo "check: clean"
 run "$bin" pull -q "oci:$work/layout:big" --name demo/big:2 && echo "re-pull: done"
 
-step "7. space, garbage collection, consistency"
+step "7. a root filesystem: unpack, mount, change, commit"
+run "$bin" unpack demo/app:1 "$work/rootfs"
+run find "$work/rootfs" -mindepth 1
+mnt=$("$bin" mount demo/app:1 --name demo-ctr)
+echo "mounted at $mnt ($("$bin" mounts --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["type"])'))"
+echo "a change made in the container" >"$mnt/hello.txt"
+rm "$mnt/etc/motd"
+run "$bin" mounts
+run "$bin" commit demo-ctr demo/app:2 --message "add hello.txt, remove /etc/motd"
+run "$bin" umount demo-ctr
+run "$bin" unpack demo/app:2 "$work/rootfs2"
+run find "$work/rootfs2" -mindepth 1
+echo "umoci reads the committed image too:"
+run "$bin" push demo/app:2 "oci:$work/layout:app2"
+(cd "$work" && umoci unpack --image layout:app2 bundle >/dev/null && find bundle/rootfs -mindepth 1)
+
+step "8. space, garbage collection, consistency"
 run "$bin" rmi demo/big:2
 run "$bin" df
 run "$bin" gc

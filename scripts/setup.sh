@@ -10,7 +10,7 @@ packages=(
   libsqlite3-dev libzstd-dev zlib1g-dev libarchive-dev libssl-dev libcurl4-openssl-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # real peers the tests and benchmarks use
-  docker-registry apache2-utils skopeo umoci openssl curl zstd hyperfine python3 time
+  docker-registry apache2-utils skopeo umoci openssl curl zstd hyperfine python3 time valgrind
 )
 
 missing=()

@@ -17,7 +17,7 @@ namespace imgstore::layers {
 
 struct OverlaySpec {
   std::vector<std::string> lower_dirs;  // nearest (top) layer first; at least one
-  std::string upper_dir;                // empty for a read-only mount
+  std::string upper_dir;                // empty for a read-only mount (2 lower dirs or more)
   std::string work_dir;                 // same file system as upper_dir; empty when read-only
   std::string target;                   // the mount point (an existing directory)
 };
@@ -37,5 +37,9 @@ Status UnmountOverlay(const std::string& target);
 // Whether `path` is a mount point (its st_dev differs from its parent's, or /proc/self/mountinfo
 // lists it).
 bool IsMountPoint(const std::string& path);
+
+// Tests only: makes MountOverlay use mount(2) even where the new API works, so that the
+// fallback (and its page-size bound) is tested on new kernels too. Process-wide.
+void SetForceLegacyOverlayMountForTesting(bool force);
 
 }  // namespace imgstore::layers

@@ -134,6 +134,7 @@ class CurlStream final : public HttpStream {
       curl_easy_setopt(h, CURLOPT_SSLKEY, tls.client_key_file.c_str());
     }
     client_cert_file_ = tls.client_cert_file;
+    cancelled_ = options.cancelled;
     // Noted so that a registry requiring a client certificate gets a clear error: with TLS 1.3
     // it drops the connection after the handshake, which libcurl reports as a failed send/read.
     curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &CurlStream::OnSslContext);
@@ -221,6 +222,7 @@ class CurlStream final : public HttpStream {
 
   // Runs the transfer one step: waits (bounded) for the socket and moves what is ready.
   Status Step() {
+    if (cancelled_ && cancelled_()) return Status(Code::kCancelled, what_ + ": cancelled");
     int running = 0;
     CURLMcode mc = curl_multi_perform(multi_.get(), &running);
     if (mc != CURLM_OK) {
@@ -235,7 +237,7 @@ class CurlStream final : public HttpStream {
     }
     // Nothing to hand out yet: wait for the socket (bounded, so timeouts are checked).
     if (!done_ && pos_ == buffer_.size() && !paused_) {
-      curl_multi_poll(multi_.get(), nullptr, 0, 1000, nullptr);
+      curl_multi_poll(multi_.get(), nullptr, 0, cancelled_ ? 100 : 1000, nullptr);
     }
     return Status::OK();
   }
@@ -355,6 +357,7 @@ class CurlStream final : public HttpStream {
   CURLcode result_ = CURLE_OK;
   bool cert_requested_ = false;  // the server sent a TLS CertificateRequest
   std::string client_cert_file_;
+  std::function<bool()> cancelled_;  // HttpOptions::cancelled
   std::string buffer_;
   size_t pos_ = 0;
   // The request body: a copy of HttpRequest::body, or the caller's stream.

@@ -42,6 +42,10 @@ struct HttpOptions {
   // paused because the reader is slow does not count as stalled.
   std::chrono::seconds stall_timeout{60};
   std::string user_agent = "imgstore/0.1";
+  // Polled at least every 100 ms while a request waits for the network, so that a cancelled
+  // pull or push stops even when no byte flows: true fails the request with kCancelled (never
+  // retried). May be empty.
+  std::function<bool()> cancelled;
 };
 
 struct HttpRequest {

@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "store/hash_file.h"
+#include "store/layer_cache.h"
+#include "store/mounts_internal.h"
 #include "store/store.h"
 
 namespace imgstore::store {
@@ -472,6 +474,14 @@ Result<CheckReport> Store::CheckImpl(bool verify_content, bool repair) {
     }
     report.problems.push_back(std::move(p));
   }
+
+  // 5. The layer cache: layers/ against the layers rows (docs/layers.md).
+  Status s = layer_cache::CheckLayers(*db_, env_, locks_, root_, repair, &report);
+  if (!s.ok()) return s.WithContext("check " + root_ + "/layers");
+
+  // 6. Mounts: mounts/ against the mounts rows (docs/layers.md "Mounts").
+  s = mounts::CheckMounts(*db_, env_, locks_, root_, repair, &report);
+  if (!s.ok()) return s.WithContext("check " + root_ + "/mounts");
   return report;
 }
 

@@ -230,14 +230,17 @@ Status WriteTransaction::Commit() {
     return Status(Code::kFailedPrecondition, "commit of a transaction that is not open");
   }
   Status s = conn_->Exec("COMMIT");
+  // The connection goes back to the pool when the transaction object is destroyed, not here:
+  // statements prepared in the transaction may still be alive (`return txn->Commit();` destroys
+  // them after this call), and they must not touch a connection that another thread took from
+  // the pool meanwhile (found by ThreadSanitizer, tests/api/threads_test.cc).
   if (!s.ok()) {
-    // COMMIT can fail with SQLITE_BUSY and leave the transaction open; roll it back then.
+    // COMMIT can fail with SQLITE_BUSY and leave the transaction open; the destructor rolls it
+    // back then.
     if (sqlite3_get_autocommit(conn_->handle())) open_ = false;
-    Finish();
     return s;
   }
   open_ = false;
-  Finish();
   return Status::OK();
 }
 

@@ -23,6 +23,7 @@ const char kKeepManifestsCte[] = R"sql(
 WITH RECURSIVE keep(d) AS (
   SELECT manifest_digest FROM images
   UNION SELECT index_digest FROM images WHERE index_digest IS NOT NULL
+  UNION SELECT manifest_digest FROM mounts
   UNION SELECT e.manifest_digest FROM index_entries e JOIN keep ON e.index_digest = keep.d
 ) )sql";
 
@@ -30,7 +31,7 @@ namespace {
 
 constexpr std::string_view kUnusedLayers = R"sql(
 WITH RECURSIVE used(c) AS (
-  SELECT chain_id FROM image_layers
+  SELECT chain_id FROM image_layers UNION SELECT chain_id FROM mount_layers
   UNION SELECT l.parent_chain_id FROM layers l JOIN used ON l.chain_id = used.c
         WHERE l.parent_chain_id IS NOT NULL
 )
@@ -109,7 +110,8 @@ Result<GcPlan> Plan(Transaction& txn, const locking::LockSpace& locks) {
                     ", ref(d) AS (SELECT d FROM keep"
                     " UNION SELECT config_digest FROM manifests"
                     "   WHERE config_digest IS NOT NULL AND digest IN (SELECT d FROM keep)"
-                    " UNION SELECT id FROM images UNION SELECT blob_digest FROM image_layers) "
+                    " UNION SELECT id FROM images UNION SELECT blob_digest FROM image_layers"
+                    " UNION SELECT blob_digest FROM mount_layers) "
                     "SELECT digest, size, media_type, created FROM blobs "
                     "WHERE digest NOT IN (SELECT d FROM ref) ORDER BY digest");
     if (!st.ok()) return st.status();
@@ -415,6 +417,7 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
           " AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = ?1)"
           " AND NOT EXISTS (SELECT 1 FROM images WHERE id = ?1)"
           " AND NOT EXISTS (SELECT 1 FROM image_layers WHERE blob_digest = ?1)"
+          " AND NOT EXISTS (SELECT 1 FROM mount_layers WHERE blob_digest = ?1)"
           " AND NOT EXISTS (SELECT 1 FROM lease_blobs WHERE blob_digest = ?1)");
       if (!st.ok()) return st.status();
       IMGSTORE_RETURN_IF_ERROR(st->Bind(1, d).Run());

@@ -271,7 +271,8 @@ Result<RemoveImageResult> Store::Remove(std::string_view image, bool force) {
     if (manifest->has_value()) {
       Result<Statement> st = txn->Prepare(
           "DELETE FROM manifests WHERE digest = ?1 AND kind = 'manifest' AND NOT EXISTS "
-          "(SELECT 1 FROM images WHERE manifest_digest = ?1 OR index_digest = ?1)");
+          "(SELECT 1 FROM images WHERE manifest_digest = ?1 OR index_digest = ?1) AND NOT EXISTS "
+          "(SELECT 1 FROM mounts WHERE manifest_digest = ?1)");
       if (!st.ok()) return st.status();
       st->Bind(1, **manifest);
       IMGSTORE_RETURN_IF_ERROR(st->Run());

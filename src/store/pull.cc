@@ -115,6 +115,7 @@ class Puller {
     std::sort(result_.names.begin(), result_.names.end());
 
     // 1. The documents: the top, down through indexes to one image manifest.
+    IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
     IMGSTORE_RETURN_IF_ERROR(Resolve());
     const images::ImageManifest& manifest = *top_.parsed.manifest();
     if (!manifest.IsImage()) {
@@ -146,6 +147,7 @@ class Puller {
     for (const images::Descriptor& l : manifest.layers) pins.push_back(l.digest);
     IMGSTORE_RETURN_IF_ERROR((*lease)->Pin(pins));
     if (options_.on_blobs) options_.on_blobs(blobs);
+    IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
 
     // 3. The config, parsed and matched before any layer is fetched.
     IMGSTORE_RETURN_IF_ERROR(Ingest(manifest.config, "config"));
@@ -161,12 +163,14 @@ class Puller {
     const int workers = source_.ConcurrentBlobs() ? options_.max_parallel : 1;
     IMGSTORE_RETURN_IF_ERROR(internal::RunParallel(distinct.size(), workers, [&](size_t k) {
       const size_t i = distinct[k];
+      IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
       return Ingest(manifest.layers[i], "layer " + std::to_string(i));
     }));
     internal::AddImageExtras extras;
     extras.blob_origin = blob_origin_;
     if (options_.verify_diff_ids) {
       for (size_t i = 0; i < manifest.layers.size(); ++i) {
+        IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
         const images::Descriptor& l = manifest.layers[i];
         const std::string what = "layer " + std::to_string(i) + " (" + l.digest.ToString() + ")";
         Result<Digest> diff = DecompressedDigest(store_, l);
@@ -180,7 +184,9 @@ class Puller {
       extras.diff_id_verified.assign(manifest.layers.size(), true);
     }
 
-    // 5. The documents as blobs (so that a push sends them verbatim), then the one commit.
+    // 5. The documents as blobs (so that a push sends them verbatim), then the one commit. A
+    // cancel that comes after this check is too late: the pull completes.
+    IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
     IMGSTORE_RETURN_IF_ERROR(IngestBytes(top_, "manifest"));
     for (const Fetched& idx : index_docs_) IMGSTORE_RETURN_IF_ERROR(IngestBytes(idx, "index"));
     extras.indexes = indexes_;
@@ -193,6 +199,12 @@ class Puller {
   }
 
  private:
+  // The caller's cancel hook, asked between blobs and between reads of a blob.
+  Status CheckCancelled() const {
+    if (options_.cancelled && options_.cancelled()) return Status(Code::kCancelled, "cancelled");
+    return Status::OK();
+  }
+
   Status Resolve() {
     Result<images::RawManifest> raw = source_.GetManifest();
     if (!raw.ok()) return raw.status();
@@ -250,6 +262,8 @@ class Puller {
     uint64_t done = 0;
     Result<IngestResult> r =
         store_.IngestBlob(d.digest, io, [&](std::span<std::byte> buf) -> Result<size_t> {
+          // An error from the reader makes IngestBlob drop its ingest entry: nothing is left.
+          IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
           if (blob == nullptr) {
             Result<std::unique_ptr<SequentialFile>> opened = source_.GetBlob(d);
             if (!opened.ok()) return opened.status();
@@ -297,6 +311,10 @@ class Puller {
 
 Result<PullResult> Store::Pull(images::ImageSource& source, const PullOptions& options) {
   Result<PullResult> r = Puller(*this, source, options).Run();
+  // However deep the cancel was noticed (a read, a registry request), it is one plain error.
+  if (!r.ok() && r.status().code() == Code::kCancelled) {
+    return Status(Code::kCancelled, "pull " + source.Describe() + ": pull cancelled");
+  }
   if (!r.ok()) return r.status().WithContext("pull " + source.Describe());
   return r;
 }

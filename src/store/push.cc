@@ -7,6 +7,7 @@
 // moment at which the blobs are neither referenced by the resolved record nor pinned, except
 // for a gc that finished between the snapshot and the pin, which the check after the pin sees.
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,18 +37,21 @@ class SerializedProgress {
   images::ProgressCallback callback_;
 };
 
-// A blob of the store as the destination reads it, reporting the bytes read so far.
+// A blob of the store as the destination reads it, reporting the bytes read so far (progress
+// may be null) and failing the read once the caller cancelled (cancelled may be empty).
 class ProgressFile final : public SequentialFile {
  public:
   ProgressFile(std::unique_ptr<SequentialFile> file, Digest digest, uint64_t total,
-               std::shared_ptr<SerializedProgress> progress)
+               std::shared_ptr<SerializedProgress> progress, std::function<bool()> cancelled)
       : SequentialFile(file->path()),
         file_(std::move(file)),
         digest_(std::move(digest)),
         total_(total),
-        progress_(std::move(progress)) {}
+        progress_(std::move(progress)),
+        cancelled_(std::move(cancelled)) {}
 
   Result<size_t> Read(std::span<std::byte> buf) override {
+    if (cancelled_ && cancelled_()) return Status(Code::kCancelled, "push cancelled");
     Result<size_t> n = file_->Read(buf);
     if (!n.ok()) return n;
     if (*n > 0) {
@@ -70,6 +74,7 @@ class ProgressFile final : public SequentialFile {
  private:
   void Report() {
     reported_ = true;
+    if (progress_ == nullptr) return;
     (*progress_)(images::BlobProgress{digest_, done_, total_});
   }
 
@@ -79,6 +84,7 @@ class ProgressFile final : public SequentialFile {
   uint64_t done_ = 0;
   bool reported_ = false;
   std::shared_ptr<SerializedProgress> progress_;
+  std::function<bool()> cancelled_;
 };
 
 }  // namespace
@@ -143,19 +149,27 @@ Status Store::Push(std::string_view image, images::ImageDestination& destination
   std::map<Digest, uint64_t> sizes = {{details->summary.manifest_digest, out.manifest.bytes.size()},
                                       {details->summary.id, out.config.size()}};
   for (const LayerRecord& l : details->layers) sizes[l.digest] = l.size;
-  out.open_blob = [this, sizes = std::move(sizes), progress](
+  out.open_blob = [this, sizes = std::move(sizes), progress, cancelled = options.cancelled](
                       const images::Descriptor& d) -> Result<std::unique_ptr<SequentialFile>> {
     auto it = sizes.find(d.digest);
     if (it == sizes.end()) {
       return Status(Code::kNotFound, "blob " + d.digest.ToString() + " is not part of the image");
     }
+    if (cancelled && cancelled()) return Status(Code::kCancelled, "push cancelled");
     Result<std::unique_ptr<SequentialFile>> file = OpenBlob(d.digest);
-    if (!file.ok() || progress == nullptr) return file;
-    return std::unique_ptr<SequentialFile>(
-        std::make_unique<ProgressFile>(std::move(*file), d.digest, it->second, progress));
+    if (!file.ok() || (progress == nullptr && !cancelled)) return file;
+    return std::unique_ptr<SequentialFile>(std::make_unique<ProgressFile>(
+        std::move(*file), d.digest, it->second, progress, cancelled));
   };
 
+  auto is_cancelled = [&options] { return options.cancelled && options.cancelled(); };
+  if (is_cancelled()) return Status(Code::kCancelled, what + ": push cancelled");
   s = destination.PutImage(out);
+  // A cancel noticed anywhere inside the destination (a blob read, a registry request) is one
+  // plain error. A push that completed in spite of a late cancel stands.
+  if (!s.ok() && (s.code() == Code::kCancelled || is_cancelled())) {
+    return Status(Code::kCancelled, what + ": push cancelled");
+  }
   if (!s.ok()) return s.WithContext(what);
 
   // The destination now holds the blobs: remember where, for mounts by later pushes. The push

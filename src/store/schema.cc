@@ -131,10 +131,40 @@ CREATE TABLE blob_origins (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 4: mounts (docs/layers.md "Mounts"). A mount outlives the process that made it, so
+// what it uses is recorded here and gc keeps it even after rmi removed the image: the manifest
+// (and through it the config), the layer chains and the layer blobs. image_id is not a foreign
+// key of images for that reason. state: 'creating' and 'removing' rows belong to a process that
+// holds the lock "mount-NAME"; with the lock free, Store::Open finishes their removal.
+constexpr std::string_view kSchemaV4 = R"sql(
+CREATE TABLE mounts (
+  name            TEXT PRIMARY KEY,
+  image_id        TEXT NOT NULL REFERENCES blobs(digest),
+  manifest_digest TEXT NOT NULL REFERENCES manifests(digest),
+  image_name      TEXT NOT NULL DEFAULT '',
+  kind            TEXT NOT NULL CHECK (kind IN ('overlay', 'copy')),
+  state           TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'removing')),
+  created         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX mounts_by_manifest ON mounts(manifest_digest);
+CREATE INDEX mounts_by_image ON mounts(image_id);
+
+CREATE TABLE mount_layers (
+  mount_name  TEXT NOT NULL REFERENCES mounts(name) ON DELETE CASCADE,
+  position    INTEGER NOT NULL CHECK (position >= 0),
+  chain_id    TEXT NOT NULL REFERENCES layers(chain_id),
+  blob_digest TEXT NOT NULL REFERENCES blobs(digest),
+  PRIMARY KEY (mount_name, position)
+) WITHOUT ROWID;
+CREATE INDEX mount_layers_by_chain ON mount_layers(chain_id);
+CREATE INDEX mount_layers_by_blob ON mount_layers(blob_digest);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
+    {4, kSchemaV4},
 };
 
 Result<int> ReadVersion(Transaction& txn) {

@@ -24,7 +24,7 @@ struct Migration {
 
 // The migrations of this imgstore, in order; the last one's version is kSchemaVersion.
 std::span<const Migration> Migrations();
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // The database's PRAGMA user_version (0 for a new, empty database).
 Result<int> SchemaVersion(Db& db);

@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "store/gc_internal.h"
+#include "store/layer_cache.h"
+#include "store/mounts_internal.h"
 #include "store/schema.h"
 
 namespace imgstore::store {
@@ -207,6 +209,16 @@ Status Store::Recover() {
   Result<gc_internal::PendingResult> pending =
       gc_internal::FinishPendingRemovals(*db_, env_, locks_, root_);
   if (!pending.ok()) return pending.status().WithContext("finish an interrupted gc");
+
+  // 4. Layer extractions of dead processes: staging dirs and 'incomplete' rows (docs/layers.md).
+  Result<int> layers = layer_cache::RecoverLayers(*db_, env_, locks_, root_);
+  if (!layers.ok()) return layers.status().WithContext("recover the layer cache");
+  recovery_.layer_stagings_removed = *layers;
+
+  // 5. Mounts of dead creators and removers (docs/layers.md "Mounts").
+  Result<int> mounts = mounts::RecoverMounts(*db_, env_, locks_, root_);
+  if (!mounts.ok()) return mounts.status().WithContext("recover mounts");
+  recovery_.mounts_removed = *mounts;
   return Status::OK();
 }
 

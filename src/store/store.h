@@ -137,6 +137,7 @@ struct RecoveryStats {
   int ingests_removed = 0;
   int leases_removed = 0;          // lease files and lease rows of dead holders
   int layer_stagings_removed = 0;  // staging dirs and 'incomplete' layers of dead extractors
+  int mounts_removed = 0;          // mounts whose creator or remover died half-way
 };
 
 // A lease pins blobs against gc while an operation (pull, push) works with no lock held. It is

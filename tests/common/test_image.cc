@@ -82,11 +82,12 @@ std::string Compress(const std::string& bytes, LayerCompression compression) {
   return w.out;
 }
 
-TestImage MakeTestImage(const TestImageSpec& spec) {
+TestImage ImageFromTars(std::vector<std::string> tars, LayerCompression compression,
+                        bool docker_media_types, const std::string& config_head) {
   TestImage img;
-  const bool docker = spec.docker_media_types;
+  const bool docker = docker_media_types;
   std::string layer_type;
-  switch (spec.compression) {
+  switch (compression) {
     case LayerCompression::kNone:
       layer_type = docker ? "application/vnd.docker.image.rootfs.diff.tar"
                           : "application/vnd.oci.image.layer.v1.tar";
@@ -100,19 +101,14 @@ TestImage MakeTestImage(const TestImageSpec& spec) {
       break;
   }
   std::string diff_ids;
-  for (int i = 0; i < spec.layers; ++i) {
-    std::string tar =
-        MakeTar("file-" + std::to_string(i), RandomContent(spec.layer_bytes, spec.seed * 1000 + i));
+  for (std::string& tar : tars) {
     img.diff_ids.push_back(Digest::Of(tar));
-    img.layers.push_back(Compress(tar, spec.compression));
+    img.layers.push_back(Compress(tar, compression));
     img.tars.push_back(std::move(tar));
     img.layer_media_types.push_back(layer_type);
-    diff_ids += (i ? "," : "") + ("\"" + img.diff_ids.back().ToString() + "\"");
+    diff_ids += (diff_ids.empty() ? "\"" : ",\"") + img.diff_ids.back().ToString() + "\"";
   }
-  img.config = R"({"architecture":")" + spec.architecture + R"(","os":")" + spec.os + "\"," +
-               (spec.created.empty() ? std::string() : "\"created\":\"" + spec.created + "\",") +
-               R"("config":{"Labels":{"seed":")" + std::to_string(spec.seed) +
-               R"("}},"rootfs":{"type":"layers","diff_ids":[)" + diff_ids + "]}}";
+  img.config = "{" + config_head + R"("rootfs":{"type":"layers","diff_ids":[)" + diff_ids + "]}}";
   img.config_media_type = docker ? "application/vnd.docker.container.image.v1+json"
                                  : "application/vnd.oci.image.config.v1+json";
   img.manifest_media_type = docker ? "application/vnd.docker.distribution.manifest.v2+json"
@@ -127,6 +123,19 @@ TestImage MakeTestImage(const TestImageSpec& spec) {
   img.id = Digest::Of(img.config);
   img.manifest_digest = Digest::Of(img.manifest);
   return img;
+}
+
+TestImage MakeTestImage(const TestImageSpec& spec) {
+  std::vector<std::string> tars;
+  for (int i = 0; i < spec.layers; ++i) {
+    tars.push_back(MakeTar("file-" + std::to_string(i),
+                           RandomContent(spec.layer_bytes, spec.seed * 1000 + i)));
+  }
+  const std::string head =
+      R"("architecture":")" + spec.architecture + R"(","os":")" + spec.os + "\"," +
+      (spec.created.empty() ? std::string() : "\"created\":\"" + spec.created + "\",") +
+      R"("config":{"Labels":{"seed":")" + std::to_string(spec.seed) + R"("}},)";
+  return ImageFromTars(std::move(tars), spec.compression, spec.docker_media_types, head);
 }
 
 void WriteOciLayout(const TestImage& image, const std::string& dir, const std::string& ref) {

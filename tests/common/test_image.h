@@ -39,6 +39,12 @@ struct TestImage {
 
 TestImage MakeTestImage(const TestImageSpec& spec = {});
 
+// The image whose layers are `tars` (base first), each compressed with `compression`; the
+// config is "{" + config_head + the rootfs member + "}", so config_head holds the members before
+// it, each followed by a comma (e.g. `"architecture":"amd64","os":"linux",`).
+TestImage ImageFromTars(std::vector<std::string> tars, LayerCompression compression,
+                        bool docker_media_types, const std::string& config_head);
+
 // Compresses bytes (the whole stream, as a layer would be).
 std::string Compress(const std::string& bytes, LayerCompression compression);
 

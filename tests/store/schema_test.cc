@@ -50,7 +50,7 @@ TEST(SchemaTest, NewDatabaseGetsTheWholeSchema) {
   EXPECT_EQ(Names(*db, "table"),
             (std::set<std::string>{"blobs", "manifests", "index_entries", "images", "names",
                                    "layers", "image_layers", "leases", "lease_blobs", "gc_pending",
-                                   "blob_origins"}));
+                                   "blob_origins", "mounts", "mount_layers"}));
   std::set<std::string> indexes = Names(*db, "index");
   for (const char* want : {"images_by_created", "names_by_image", "image_layers_by_blob",
                            "lease_blobs_by_blob", "manifests_by_config"}) {
@@ -189,7 +189,7 @@ TEST(SchemaTest, AVersion2StoreGetsBlobOriginsAndKeepsItsRows) {
     // would finish the intent log and drop the dead lease) shows every row kept.
     auto db = OpenDb(root.Sub("meta.db"));
     ASSERT_TRUE(EnsureSchema(*db).ok());
-    EXPECT_EQ(*SchemaVersion(*db), 3);
+    EXPECT_EQ(*SchemaVersion(*db), kSchemaVersion);
     EXPECT_EQ(Names(*db, "table").count("blob_origins"), 1u);
     Result<ReadTransaction> txn = db->BeginRead();
     ASSERT_TRUE(txn.ok());

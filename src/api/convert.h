@@ -1,0 +1,53 @@
+// Shared pieces of src/api: the pimpl of imgstore::Store, conversions from the public option
+// types to the internal ones, and the guard that turns an escaping exception into a Status at
+// the API boundary.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "imgstore/store.hpp"
+#include "registry/registry_options.h"
+#include "store/store.h"
+#include "util/status.h"
+
+namespace imgstore {
+
+struct Store::Impl {
+  std::unique_ptr<store::Store> store;
+};
+
+namespace api {
+
+// The internal form of a token: empty when there is none, so the store skips the polling.
+std::function<bool()> CancelHook(const std::optional<CancelToken>& token);
+
+// Registry options with the cancel hook in the HTTP client (a stalled transfer stops too).
+Result<registry::RegistryOptions> ToRegistryOptions(const RegistryOptions& options,
+                                                    std::function<bool()> cancelled);
+
+store::LayerUseOptions ToLayerUseOptions(const LayerOptions& options, std::string operation);
+
+// Runs f; an exception that escapes it (std::bad_alloc above all, or one thrown by a caller's
+// callback on the calling thread) becomes a kInternal status naming `what`.
+template <typename F>
+auto Guarded(std::string_view what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Status(Code::kInternal, std::string(what) + ": out of memory");
+  } catch (const std::exception& e) {
+    return Status(Code::kInternal, std::string(what) + ": unexpected exception: " + e.what());
+  } catch (...) {
+    return Status(Code::kInternal, std::string(what) + ": unexpected exception");
+  }
+}
+
+}  // namespace api
+}  // namespace imgstore
