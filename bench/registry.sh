@@ -22,17 +22,10 @@ PEERS=${PEERS:-1}
 CACHE=${CACHE:-$HOME/.cache/imgstore-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
+. "$HERE/need_packages.sh"
 need=(docker-registry skopeo curl time)
 [[ $PEERS == 1 ]] && need+=(podman)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]}" >&2
-  [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+need_packages "${need[@]}"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgstore-regbench.XXXXXX")
 declare -A REG_PID

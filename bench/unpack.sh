@@ -23,16 +23,10 @@ PEERS=${PEERS:-1}
 CACHE=${CACHE:-$HOME/.cache/imgstore-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
+. "$HERE/need_packages.sh"
 need=(umoci zstd time)
 [[ $PEERS == 1 ]] && need+=(skopeo)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+need_packages "${need[@]}"
 
 mkdir -p "$CACHE"
 GZ="$CACHE/rootfs-$ROOTFS_MB-gzip"
