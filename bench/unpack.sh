@@ -61,6 +61,9 @@ echo "layer: $TAR_MB MB uncompressed; gzip $(($(stat -c %s "$GZ_BLOB") / 1000000
 ZROOT="$WORK/zroot"
 "$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
 IMGSTORE_ROOT=$ZROOT "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
+# And for the --no-cache runs, stores whose layer cache stays empty.
+IMGSTORE_ROOT="$WORK/nc-gzip" "$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
+IMGSTORE_ROOT="$WORK/nc-zstd" "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
 cat "$GZ_BLOB" "$ZS_BLOB" >/dev/null  # every contender reads its blob from the page cache
 
 fresh; mkdir "$WORK/out"
@@ -77,6 +80,11 @@ fresh
 timed "$WORK/cold.t" sh -c "'$BIN' unpack bench/gzip '$WORK/out' && sync"
 cold_s=$(secs "$WORK/cold.t")
 echo "imgstore unpack (not cached):    ${cold_s}s  $(mbps "$TAR_MB" "$cold_s") MB/s  peak RSS $(rss_mib "$WORK/cold.t") MiB  ($(ratio "$tar_s" "$cold_s")× tar's rate, $(ratio "$umoci_s" "$cold_s")× umoci's)"
+
+fresh
+timed "$WORK/nocache.t" sh -c "IMGSTORE_ROOT='$WORK/nc-gzip' '$BIN' unpack --no-cache bench/gzip '$WORK/out' && sync"
+nocache_s=$(secs "$WORK/nocache.t")
+echo "imgstore unpack --no-cache:      ${nocache_s}s  $(mbps "$TAR_MB" "$nocache_s") MB/s  ($(ratio "$tar_s" "$nocache_s")× tar's rate; the destination only, as tar writes)"
 
 fresh
 timed "$WORK/warm.t" sh -c "'$BIN' unpack bench/gzip '$WORK/out' && sync"
@@ -99,6 +107,10 @@ fresh
 timed "$WORK/zcold.t" sh -c "IMGSTORE_ROOT='$ZROOT' '$BIN' unpack bench/zstd '$WORK/out' && sync"
 zcold_s=$(secs "$WORK/zcold.t")
 echo "imgstore unpack zstd (not cached): ${zcold_s}s  $(mbps "$TAR_MB" "$zcold_s") MB/s  peak RSS $(rss_mib "$WORK/zcold.t") MiB  ($(ratio "$cold_s" "$zcold_s")× the gzip rate, $(ratio "$ztar_s" "$zcold_s")× tar --zstd's, $(ratio "$umoci_s" "$zcold_s")× umoci's gzip)"
+fresh
+timed "$WORK/znc.t" sh -c "IMGSTORE_ROOT='$WORK/nc-zstd' '$BIN' unpack --no-cache bench/zstd '$WORK/out' && sync"
+znc_s=$(secs "$WORK/znc.t")
+echo "imgstore unpack zstd --no-cache: ${znc_s}s  $(mbps "$TAR_MB" "$znc_s") MB/s  ($(ratio "$ztar_s" "$znc_s")× tar --zstd's rate, $(ratio "$nocache_s" "$znc_s")× the gzip --no-cache rate)"
 fresh
 
 if [[ $PEERS == 1 ]]; then
