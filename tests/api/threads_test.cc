@@ -10,18 +10,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/api_options.h"
 #include "common/temp_dir.h"
 #include "common/test_image.h"
 #include "imgstore/store.hpp"
 
 namespace imgstore::testing {
 namespace {
-
-CheckOptions Verified() {
-  CheckOptions o;
-  o.verify_content = true;
-  return o;
-}
 
 constexpr int kThreads = 6;
 constexpr int kRounds = 8;

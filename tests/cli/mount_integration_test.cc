@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/cli_runner.h"
+#include "common/fs_tree.h"
 #include "common/layer_image.h"
 #include "common/tar_builder.h"
 #include "common/temp_dir.h"
@@ -22,16 +23,6 @@
 
 namespace imgstore::testing {
 namespace {
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-std::string ReadFile(const std::string& path) {
-  Result<std::string> s = Env::Default()->ReadFileToString(path, 1 << 20);
-  return s.ok() ? *s : "<" + s.status().ToString() + ">";
-}
 
 // One error line on stderr, nothing on stdout, exit 1.
 void ExpectOneErrorLine(const CliResult& r, const std::string& needle) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/cli_runner.h"
+#include "common/fs_tree.h"
 #include "common/layer_image.h"
 #include "common/tar_builder.h"
 #include "common/temp_dir.h"
@@ -21,11 +22,6 @@
 
 namespace imgstore::testing {
 namespace {
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
 
 // What is compared of each entry: type, mode, owner, size, content or link target. Hardlink
 // groups are compared separately (inode numbers differ between trees).

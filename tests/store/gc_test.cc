@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "common/fault_env.h"
+#include "common/fs_tree.h"
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
 #include "common/test_image.h"
@@ -24,6 +25,7 @@ namespace imgstore::store {
 namespace {
 
 using namespace std::chrono_literals;
+using imgstore::testing::Exists;
 using imgstore::testing::FaultEnv;
 using imgstore::testing::FsOp;
 using imgstore::testing::Subprocess;
@@ -33,11 +35,6 @@ using testing::TempDir;
 using testing::TestImage;
 
 std::string StoreHelper() { return IMGSTORE_TEST_BIN_DIR "/tests/store/store_helper"; }
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
 
 // Adds a 2-layer image of `seed` under `name`, blobs and all.
 TestImage AddTestImage(Store& store, uint32_t seed, const std::string& name) {
