@@ -336,8 +336,12 @@ class DiffWalk {
     return found;
   }
 
-  // Whether the new entry equals the lower one: type, mode, owner, mtime, and per type the
-  // size, link target, device number; xattrs for files and directories.
+  // Whether the new entry equals the lower one: type, mode, owner, mtime (not for directories),
+  // and per type the size, link target, device number; xattrs for files and directories. A
+  // directory's mtime is not its own change: it moves whenever an entry is added or removed
+  // in it (which the entries' own comparison finds), and it differs between two extractions
+  // of the same layers (a parent a layer does not list gets the time of its creation), which
+  // would make an untouched tree look changed.
   Result<bool> Same(const Described& d, const LowerEntry& low, const std::string& name,
                     const std::string& rel) {
     const LayerEntry& e = d.entry;
@@ -346,7 +350,10 @@ class DiffWalk {
         e.uid != l.st_uid || e.gid != l.st_gid) {
       return false;
     }
-    if (e.mtime.tv_sec != l.st_mtim.tv_sec || e.mtime.tv_nsec != l.st_mtim.tv_nsec) return false;
+    if (!S_ISDIR(l.st_mode) &&
+        (e.mtime.tv_sec != l.st_mtim.tv_sec || e.mtime.tv_nsec != l.st_mtim.tv_nsec)) {
+      return false;
+    }
     if (S_ISREG(l.st_mode) && e.size != static_cast<uint64_t>(l.st_size)) return false;
     if ((S_ISCHR(l.st_mode) || S_ISBLK(l.st_mode)) && e.rdev != l.st_rdev) return false;
     if (S_ISLNK(l.st_mode)) {

@@ -8,13 +8,16 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -148,6 +151,52 @@ layers::ExtractOptions ExtractOptionsFor(const LayerRecord& layer, const LayerUs
   return eo;
 }
 
+// Extracts the layer into `staging` (overlay whiteouts) and, when apply_dir is set, onto
+// apply_dir (whiteouts applied). Writing the files is what costs on a small machine (kernel time
+// per file and per byte), not decompressing them, so the two trees are written by two passes on
+// two threads, each decompressing the blob itself and checking the diffID, rather than by one
+// pass that writes each entry twice on one thread (docs/performance.md, "Unpack and mount").
+// Progress and warnings come from the destination's pass only: they would say the same twice.
+Result<layers::ExtractStats> ExtractToCacheAndDestination(Store& store, const LayerRecord& layer,
+                                                          const std::string& staging,
+                                                          std::span<const std::string> lower_dirs,
+                                                          const LayerUseOptions& options,
+                                                          const std::string& apply_dir) {
+  const std::vector<layers::ExtractTarget> cache{
+      {staging, layers::WhiteoutMode::kOverlay,
+       std::vector<std::string>(lower_dirs.begin(), lower_dirs.end())}};
+  auto extract = [&store, &layer](const std::vector<layers::ExtractTarget>& targets,
+                                  const layers::ExtractOptions& eo) {
+    auto blob = OpenLayerBlob(store, layer);
+    if (!blob.ok()) return Result<layers::ExtractStats>(blob.status());
+    return layers::ExtractLayerBlob(std::move(blob->first), blob->second, targets, eo);
+  };
+  layers::ExtractOptions eo = ExtractOptionsFor(layer, options);
+  if (apply_dir.empty()) return extract(cache, eo);
+  // A pass that fails stops the other (which then ends as cancelled): its error is the one told.
+  std::atomic<bool> failed{false};
+  const std::function<bool()> caller_cancelled = eo.cancelled;
+  eo.cancelled = [&failed, caller_cancelled] {
+    return failed.load() || (caller_cancelled && caller_cancelled());
+  };
+  layers::ExtractOptions quiet = eo;
+  quiet.on_progress = nullptr;
+  quiet.on_warning = nullptr;
+  Result<layers::ExtractStats> cached = Status(Code::kInternal, "cache extraction did not run");
+  std::thread cache_pass([&] {
+    cached = extract(cache, quiet);
+    if (!cached.ok()) failed = true;
+  });
+  Result<layers::ExtractStats> applied =
+      extract({{apply_dir, layers::WhiteoutMode::kApply, {}}}, eo);
+  if (!applied.ok()) failed = true;
+  cache_pass.join();
+  const bool applied_first = !applied.ok() && applied.status().code() != Code::kCancelled;
+  if (applied_first || (!applied.ok() && cached.ok())) return applied;
+  if (!cached.ok()) return cached.status();
+  return applied;
+}
+
 // Extracts the layer into a fresh staging directory (and apply_dir), makes it durable, renames
 // it into place and records it complete. The caller holds the layer lock (upgradable).
 Result<layers::ExtractStats> ExtractAndPublish(const Context& ctx, const LayerRecord& layer,
@@ -183,14 +232,8 @@ Result<layers::ExtractStats> ExtractAndPublish(const Context& ctx, const LayerRe
   TreeRemover remove_staging(ctx.env, staging);
 
   if (options.on_extract) options.on_extract(chain, false);
-  auto blob = OpenLayerBlob(*ctx.store, layer);
-  if (!blob.ok()) return fail(blob.status());
-  std::vector<layers::ExtractTarget> targets;
-  targets.push_back({staging, layers::WhiteoutMode::kOverlay,
-                     std::vector<std::string>(lower_dirs.begin(), lower_dirs.end())});
-  if (!apply_dir.empty()) targets.push_back({apply_dir, layers::WhiteoutMode::kApply, {}});
-  Result<layers::ExtractStats> stats = layers::ExtractLayerBlob(
-      std::move(blob->first), blob->second, targets, ExtractOptionsFor(layer, options));
+  Result<layers::ExtractStats> stats =
+      ExtractToCacheAndDestination(*ctx.store, layer, staging, lower_dirs, options, apply_dir);
   if (!stats.ok()) return fail(stats.status().WithContext("extract layer " + chain.ToString()));
 
   s = SyncFileSystem(staging);
