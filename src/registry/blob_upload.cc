@@ -109,12 +109,24 @@ Status BlobUploader::Push(const images::Descriptor& d, std::optional<bool> known
       return Status(s.code(),
                     s.message() + " (gave up after " + std::to_string(attempt) + " attempts)");
     }
-    // The same doubling delays as the client's own retries.
-    const std::chrono::milliseconds delay = RetryDelay(c_.retry, attempt);
-    if (c_.backoff) {
-      if (!c_.backoff(delay)) return s;
-    } else {
-      std::this_thread::sleep_for(delay);
+    // The same doubling delays as the client's own retries, waited in slices so that a
+    // cancelled push does not sit out a long backoff.
+    const auto end = std::chrono::steady_clock::now() + RetryDelay(c_.retry, attempt);
+    for (auto now = std::chrono::steady_clock::now(); now < end;
+         now = std::chrono::steady_clock::now()) {
+      if (c_.client->cancelled()) {
+        return Status(Code::kCancelled, "blob " + d.digest.ToString() + ": cancelled");
+      }
+      const auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(100)));
+      if (c_.backoff) {
+        if (!c_.backoff(slice)) return s;
+      } else {
+        std::this_thread::sleep_for(slice);
+      }
+    }
+    if (c_.client->cancelled()) {
+      return Status(Code::kCancelled, "blob " + d.digest.ToString() + ": cancelled");
     }
   }
 }

@@ -17,6 +17,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 
 namespace imgstore::registry {
 namespace {
@@ -421,6 +422,21 @@ std::string OriginOf(std::string_view url) {
   std::string port = part(CURLUPART_PORT, CURLU_DEFAULT_PORT);
   if (scheme.empty() || host.empty()) return "";
   return Lower(scheme + "://" + host + ":" + port);
+}
+
+Status HttpClient::Wait(std::chrono::milliseconds delay, const std::string& what) const {
+  if (!options_.cancelled) {
+    std::this_thread::sleep_for(delay);
+    return Status::OK();
+  }
+  const auto end = std::chrono::steady_clock::now() + delay;
+  while (true) {
+    if (options_.cancelled()) return Status(Code::kCancelled, what + ": cancelled");
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= end) return Status::OK();
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(100)));
+  }
 }
 
 Result<std::unique_ptr<HttpStream>> HttpClient::Open(const HttpRequest& request,

@@ -108,6 +108,10 @@ class HttpClient {
   Result<std::unique_ptr<HttpStream>> Open(const HttpRequest& request,
                                            bool* tls_handshake_failed = nullptr) const;
 
+  // Waits `delay` (a retry's backoff), waking at least every 100 ms to poll
+  // options().cancelled: kCancelled naming `what` as soon as it says so, OK after the delay.
+  Status Wait(std::chrono::milliseconds delay, const std::string& what) const;
+
   const HttpOptions& options() const { return options_; }
 
  private:

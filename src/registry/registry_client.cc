@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "util/env.h"
 
@@ -234,7 +233,7 @@ Status RegistryClient::PingWithRetries() {
     if (st.ok() || st.code() != Code::kUnavailable) return st;
     if (attempt >= attempts) return WithAttempts(st, attempt);
     // Sleeping with the mutex held is deliberate: every other request waits for this ping.
-    std::this_thread::sleep_for(RetryDelay(retry_, attempt, retry_after));
+    IMGSTORE_RETURN_IF_ERROR(http_.Wait(RetryDelay(retry_, attempt, retry_after), host_));
   }
 }
 
@@ -281,7 +280,8 @@ Result<std::unique_ptr<HttpStream>> RegistryClient::Send(const Request& request)
           ParseRetryAfter(response.Header("retry-after"), std::chrono::system_clock::now());
       s->reset();  // closes the connection before the wait
     }
-    std::this_thread::sleep_for(RetryDelay(retry_, attempt, retry_after));
+    IMGSTORE_RETURN_IF_ERROR(http_.Wait(RetryDelay(retry_, attempt, retry_after),
+                                        request.method + " " + request.target));
   }
 }
 

@@ -88,6 +88,8 @@ class RegistryClient {
   // "https://127.0.0.1:5000" once the ping has been made (empty before).
   std::string base_url() const;
   const RetryOptions& retry() const { return retry_; }
+  // True once the pull or push this client serves is cancelled (HttpOptions::cancelled).
+  bool cancelled() const { return http_.options().cancelled && http_.options().cancelled(); }
 
  private:
   RegistryClient(std::string host, HttpOptions http, bool tls_verify,

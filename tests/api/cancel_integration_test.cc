@@ -160,5 +160,45 @@ TEST_F(ApiCancelTest, PushWhileBytesTrickle) {
   EXPECT_TRUE(store_->Push("big/app:1", "docker://" + registry_.host() + "/big/copy:1").ok());
 }
 
+// A registry that answers 503 and asks for half a minute before the next attempt: the cancel
+// must end the backoff, not wait it out.
+TEST_F(ApiCancelTest, PullDuringARetryBackoff) {
+  ASSERT_TRUE(store_->Push("big/app:1", "docker://" + registry_.host() + "/big/app:1").ok());
+  proxy_.AddRule(FaultRule::Answer(503, {"Retry-After: 30"}).For("GET", "/blobs/").Times(-1));
+  std::unique_ptr<Store> other = OpenEmpty("other");
+  ASSERT_TRUE(other);
+  CancelToken token;
+  PullOptions options;
+  options.cancel = token;
+  options.registry.retry_times = 5;
+  options.registry.retry_delay = std::chrono::seconds(20);
+  auto [status, took] = CancelWhen(
+      token, [&] { return other->Pull(proxy_.host() + "/big/app:1", options).status(); },
+      [&] { return proxy_.CountRequests("GET", "/blobs/") > 0; });
+  EXPECT_EQ(status.code(), Code::kCancelled) << status.ToString();
+  EXPECT_LT(took, kPrompt);
+  ExpectClean(*other, 0);
+}
+
+TEST_F(ApiCancelTest, PushDuringARetryBackoff) {
+  proxy_.AddRule(
+      FaultRule::Answer(503, {"Retry-After: 30"}).For("POST", "/blobs/uploads/").Times(-1));
+  CancelToken token;
+  PushOptions options;
+  options.cancel = token;
+  options.registry.retry_times = 5;
+  options.registry.retry_delay = std::chrono::seconds(20);
+  auto [status, took] = CancelWhen(
+      token,
+      [&] {
+        return store_->Push("big/app:1", "docker://" + proxy_.host() + "/big/copy:1", options)
+            .status();
+      },
+      [&] { return proxy_.CountRequests("POST", "/blobs/uploads/") > 0; });
+  EXPECT_EQ(status.code(), Code::kCancelled) << status.ToString();
+  EXPECT_LT(took, kPrompt);
+  ExpectClean(*store_, 1);
+}
+
 }  // namespace
 }  // namespace imgstore::testing

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -233,6 +234,33 @@ TEST_F(SendTest, RetryAfterIsHonoured) {
   EXPECT_EQ((*s)->response().status, 200);
   EXPECT_EQ(proxy_.CountRequests("GET", "/v2/a/b/blobs/x"), 2);
   EXPECT_GE(took, milliseconds(900));
+}
+
+TEST_F(SendTest, ACancelEndsTheBackoffAtOnce) {
+  // A 429 that asks for a minute: the wait must end when the caller cancels, not after it.
+  proxy_.AddRule(FaultRule::Answer(429, {"Retry-After: 60"}).For("GET", "/v2/a/b/blobs/x"));
+  AnswerTheRestWith200();
+  Result<images::Reference> ref = images::ParseReference(proxy_.host() + "/a/b:1");
+  ASSERT_TRUE(ref.ok());
+  std::atomic<bool> cancel{false};
+  RegistryOptions o;
+  o.retry = Retry(3, 1, 120000);
+  o.http.cancelled = [&cancel] { return cancel.load(); };
+  Result<std::unique_ptr<RegistryClient>> c = RegistryClient::Create(*ref, o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::thread canceller([&] {
+    // Cancels once the first answer has been seen, so the client is in its backoff.
+    while (proxy_.CountRequests("GET", "/v2/a/b/blobs/x") < 1) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    cancel = true;
+  });
+  Result<std::unique_ptr<HttpStream>> s = (*c)->Send("GET", "/v2/a/b/blobs/x", "", {});
+  canceller.join();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Code::kCancelled) << s.status().ToString();
+  EXPECT_EQ(s.status().message(), "GET /v2/a/b/blobs/x: cancelled");
+  EXPECT_EQ(proxy_.CountRequests("GET", "/v2/a/b/blobs/x"), 1);
 }
 
 TEST_F(SendTest, ConnectionFailuresAreRetriedAndNamed) {
