@@ -6,12 +6,16 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <thread>
+#include <utility>
 
 #include "util/env.h"
 
@@ -126,11 +130,55 @@ Result<nlohmann::ordered_json> ReadAuthFileForEdit(const std::string& path, bool
 }
 
 Status WriteAuthFile(const std::string& path, const nlohmann::ordered_json& doc) {
-  Env* env = Env::Default();
-  const std::string dir = DirName(path);
-  if (!env->FileExists(dir)) IMGSTORE_RETURN_IF_ERROR(env->CreateDirs(dir, 0700));
-  return env->WriteFileAtomically(path, doc.dump(1, '\t') + "\n", 0600);
+  return Env::Default()->WriteFileAtomically(path, doc.dump(1, '\t') + "\n", 0600);
 }
+
+// How long an edit waits for another process's edit of the same auth file: an edit takes
+// milliseconds, so this is reached only by a stopped process (a debugger, SIGSTOP).
+constexpr auto kEditLockTimeout = std::chrono::seconds(30);
+
+// Serializes the read-modify-write edits of login and logout across processes, so that two
+// logins to different registries both land. The lock is an flock of the auth file's directory:
+// it dies with its holder and leaves no lock file beside the auth file (docker and podman, which
+// do not take it, are not kept out; they replace the file atomically too).
+class AuthEditLock {
+ public:
+  // Locks the directory of `path`; creates it 0700 first when `create` (else a missing
+  // directory leaves the lock unheld: there is no file to edit).
+  static Result<AuthEditLock> Take(const std::string& path, bool create) {
+    Env* env = Env::Default();
+    const std::string dir = DirName(path);
+    if (!env->FileExists(dir)) {
+      if (!create) return AuthEditLock(-1);
+      IMGSTORE_RETURN_IF_ERROR(env->CreateDirs(dir, 0700));
+    }
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno(errno, "open " + dir);
+    AuthEditLock lock(fd);
+    const auto deadline = std::chrono::steady_clock::now() + kEditLockTimeout;
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EINTR) continue;
+      if (errno != EWOULDBLOCK) return Status::FromErrno(errno, "lock " + dir);
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status(Code::kTimeout, "auth file " + path +
+                                          ": another login or logout has been editing it for " +
+                                          std::to_string(kEditLockTimeout.count()) + "s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return lock;
+  }
+  AuthEditLock(AuthEditLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  AuthEditLock& operator=(AuthEditLock&&) = delete;
+  ~AuthEditLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the flock
+  }
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  explicit AuthEditLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 }  // namespace
 
@@ -355,6 +403,8 @@ Result<std::optional<Credentials>> RunCredentialHelper(const std::string& name,
 
 Status StoreAuthFileEntry(const std::string& path, const std::string& key,
                           const Credentials& credentials) {
+  Result<AuthEditLock> lock = AuthEditLock::Take(path, /*create=*/true);
+  if (!lock.ok()) return lock.status();
   bool exists = false;
   Result<nlohmann::ordered_json> doc = ReadAuthFileForEdit(path, &exists);
   if (!doc.ok()) return doc.status();
@@ -377,6 +427,9 @@ Status StoreAuthFileEntry(const std::string& path, const std::string& key,
 }
 
 Result<bool> RemoveAuthFileEntry(const std::string& path, const std::string& key) {
+  Result<AuthEditLock> lock = AuthEditLock::Take(path, /*create=*/false);
+  if (!lock.ok()) return lock.status();
+  if (!lock->held()) return false;
   bool exists = false;
   Result<nlohmann::ordered_json> doc = ReadAuthFileForEdit(path, &exists);
   if (!doc.ok()) return doc.status();
@@ -398,6 +451,9 @@ Result<bool> RemoveAuthFileEntry(const std::string& path, const std::string& key
 }
 
 Result<size_t> RemoveAllAuthFileEntries(const std::string& path) {
+  Result<AuthEditLock> lock = AuthEditLock::Take(path, /*create=*/false);
+  if (!lock.ok()) return lock.status();
+  if (!lock->held()) return size_t{0};
   bool exists = false;
   Result<nlohmann::ordered_json> doc = ReadAuthFileForEdit(path, &exists);
   if (!doc.ok()) return doc.status();

@@ -2,14 +2,21 @@
 // credsStore), the helpers being small shell scripts that the tests put on PATH.
 #include "registry/credentials.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "common/temp_dir.h"
 
@@ -114,6 +121,80 @@ TEST_F(AuthFileEdit, MalformedFileIsLeftAsItIs) {
     EXPECT_FALSE(RemoveAuthFileEntry(path, "reg.example").ok());
     EXPECT_EQ(ReadFile(path), bad);
   }
+}
+
+// Login and logout read, change and replace the file: without a lock between processes, two
+// logins at once keep only one of the two entries.
+TEST_F(AuthFileEdit, ConcurrentEditsFromManyProcessesAllLand) {
+  const std::string path = dir_.Sub("containers/auth.json");
+  constexpr int kProcesses = 6;
+  constexpr int kEach = 15;
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      bool ok = true;
+      for (int i = 0; i < kEach; ++i) {
+        const std::string key = "reg" + std::to_string(p) + "-" + std::to_string(i) + ".example";
+        ok = ok && StoreAuthFileEntry(path, key, {"u", "p"}).ok();
+        // Every other entry is removed again by its writer: removals race with stores too.
+        if (i % 2 == 1) {
+          Result<bool> removed = RemoveAuthFileEntry(path, key);
+          ok = ok && removed.ok() && *removed;
+        }
+      }
+      ::_exit(ok ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  nlohmann::json auths = Doc(path)["auths"];
+  for (int p = 0; p < kProcesses; ++p) {
+    for (int i = 0; i < kEach; ++i) {
+      const std::string key = "reg" + std::to_string(p) + "-" + std::to_string(i) + ".example";
+      EXPECT_EQ(auths.contains(key), i % 2 == 0) << key;
+    }
+  }
+}
+
+TEST_F(AuthFileEdit, AnEditWaitsForTheEditInProgress) {
+  const std::string path = dir_.Sub("containers/auth.json");
+  ASSERT_TRUE(StoreAuthFileEntry(path, "first.example", {"u", "p"}).ok());
+  // Another process's edit in progress: it holds the directory's lock.
+  const int dir_fd = ::open(dir_.Sub("containers").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dir_fd, 0);
+  ASSERT_EQ(::flock(dir_fd, LOCK_EX), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(dir_fd);  // the fork's copy would hold the parent's lock for the child
+    ::_exit(StoreAuthFileEntry(path, "second.example", {"u", "p"}).ok() ? 0 : 1);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, WNOHANG), 0) << "the edit did not wait for the lock";
+  EXPECT_FALSE(Doc(path)["auths"].contains("second.example"));
+  ::close(dir_fd);  // the other edit ends
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(Doc(path)["auths"].contains("second.example"));
+  EXPECT_TRUE(Doc(path)["auths"].contains("first.example"));
+}
+
+TEST_F(AuthFileEdit, LogoutOfAMissingDirectoryCreatesNothing) {
+  const std::string path = dir_.Sub("none/auth.json");
+  Result<bool> removed = RemoveAuthFileEntry(path, "reg.example");
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_FALSE(*removed);
+  Result<size_t> all = RemoveAllAuthFileEntries(path);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(*all, 0u);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("none")));
 }
 
 TEST_F(AuthFileEdit, RemoveOneOrAll) {
