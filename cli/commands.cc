@@ -1,5 +1,5 @@
 // Command registry and dispatch.
-#include "cli/commands.h"
+#include "commands.h"
 
 #include <cstdio>
 #include <vector>

@@ -6,7 +6,14 @@
 #include <functional>
 #include <string>
 
-#include "util/status.h"
+#include "imgstore/status.hpp"
+
+// The CLI's IMGSTORE_RETURN_IF_ERROR (that macro is internal to the library).
+#define CLI_RETURN_IF_ERROR(expr)    \
+  do {                               \
+    ::imgstore::Status _st = (expr); \
+    if (!_st.ok()) return _st;       \
+  } while (0)
 
 namespace imgstore::cli {
 

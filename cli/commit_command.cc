@@ -6,9 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/output.h"
-#include "cli/store_open.h"
+#include "commands.h"
+#include "imgstore/store.hpp"
+#include "output.h"
+#include "store_open.h"
 
 namespace imgstore::cli {
 namespace {
@@ -24,28 +25,26 @@ struct CommitArgs {
 };
 
 Status RunCommit(const GlobalOptions& global, const CommitArgs& args) {
-  Result<std::unique_ptr<store::Store>> store = OpenStore(global);
+  Result<std::unique_ptr<Store>> store = OpenStore(global);
   if (!store.ok()) return store.status();
-  store::CommitOptions options;
-  options.compression =
-      args.compression == "zstd" ? layers::Compression::kZstd : layers::Compression::kGzip;
+  CommitOptions options;
+  options.compression = args.compression;
   if (!args.name.empty()) options.names = {args.name};
   options.author = args.author;
   options.message = args.message;
-  options.operation = "commit " + args.source;
-  Result<store::CommitResult> r = (*store)->Commit(args.source, args.base, options);
+  Result<CommitResult> r = (*store)->Commit(args.source, args.base, options);
   if (!r.ok()) return r.status();
   if (args.format == "json") {
     Json out = Json::object();
-    out["id"] = r->image.id.ToString();
-    out["manifest_digest"] = r->image.manifest_digest.ToString();
+    out["id"] = r->id;
+    out["manifest_digest"] = r->manifest_digest;
     if (r->layer_digest.empty()) {
       out["layer"] = nullptr;
     } else {
       Json layer = Json::object();
-      layer["digest"] = r->layer_digest.ToString();
+      layer["digest"] = r->layer_digest;
       layer["size"] = r->layer_size;
-      layer["diff_id"] = r->diff_id.ToString();
+      layer["diff_id"] = r->diff_id;
       out["layer"] = std::move(layer);
     }
     out["names"] = options.names;
@@ -54,9 +53,9 @@ Status RunCommit(const GlobalOptions& global, const CommitArgs& args) {
   if (LogInfo(global)) {
     std::fprintf(stderr, "imgstore: committed %s: %s\n", args.source.c_str(),
                  r->layer_digest.empty() ? "no changes, no layer added"
-                                         : ("layer " + r->layer_digest.ToString()).c_str());
+                                         : ("layer " + r->layer_digest).c_str());
   }
-  return WriteStdout(r->image.id.ToString() + "\n");
+  return WriteStdout(r->id + "\n");
 }
 
 }  // namespace

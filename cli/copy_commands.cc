@@ -9,15 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/output.h"
-#include "cli/progress.h"
-#include "cli/registry_flags.h"
-#include "cli/store_open.h"
-#include "images/platform.h"
-#include "registry/credentials.h"
-#include "registry/registry_options.h"
-#include "transports/transports.h"
+#include "commands.h"
+#include "imgstore/parse.hpp"
+#include "imgstore/store.hpp"
+#include "output.h"
+#include "progress.h"
+#include "registry_flags.h"
+#include "store_open.h"
 
 namespace imgstore::cli {
 namespace {
@@ -49,98 +47,90 @@ std::shared_ptr<ProgressDisplay> MakeDisplay(const GlobalOptions& global, bool q
   return std::make_shared<ProgressDisplay>(mode);
 }
 
+// The flags, checked before the store is opened so that a mistake in them changes nothing.
 Status RunPull(const GlobalOptions& global, const PullArgs& args) {
-  store::PullOptions options;
+  PullOptions options;
   if (!args.platform.empty()) {
-    Result<images::Platform> p = images::ParsePlatform(args.platform);
+    Result<Platform> p = ParsePlatform(args.platform);
     if (!p.ok()) return p.status().WithContext("--platform");
-    options.platform = *p;
+    options.platform = args.platform;
   }
   options.names = args.names;
   options.verify_diff_ids = args.verify_diff_ids;
   options.max_parallel = args.max_parallel;
-  Result<registry::RegistryOptions> reg = ToRegistryOptions(args.registry);
+  Result<RegistryOptions> reg = ToRegistryOptions(args.registry);
   if (!reg.ok()) return reg.status();
-  Result<std::unique_ptr<images::ImageSource>> source =
-      transports::OpenSource(Env::Default(), args.source, options.limits, *reg);
-  if (!source.ok()) return source.status();
-  options.operation = "pull " + (*source)->Describe();
+  options.registry = std::move(*reg);
+  Result<TransportSpec> spec = ParseTransport(args.source);
+  if (!spec.ok()) return spec.status();
 
   std::shared_ptr<ProgressDisplay> display = MakeDisplay(global, args.quiet);
   const bool debug = LogDebug(global);
-  options.on_blobs = [display](const std::vector<images::Descriptor>& blobs) {
-    display->Expect(blobs);
-  };
-  options.on_progress = [display, debug](const store::PullProgress& p) {
+  options.on_blobs = [display](size_t blobs, uint64_t bytes) { display->Expect(blobs, bytes); };
+  options.on_progress = [display, debug](const Progress& p) {
     display->Update(p);
     if (!debug) return;
     if (p.skipped) {
       std::fprintf(stderr, "imgstore: debug: blob %s skipped (already present)\n",
-                   p.digest.ToString().c_str());
+                   p.digest.c_str());
     } else if (p.done >= p.total) {
-      std::fprintf(stderr, "imgstore: debug: blob %s written (%llu bytes)\n",
-                   p.digest.ToString().c_str(), static_cast<unsigned long long>(p.done));
+      std::fprintf(stderr, "imgstore: debug: blob %s written (%llu bytes)\n", p.digest.c_str(),
+                   static_cast<unsigned long long>(p.done));
     }
   };
 
-  Result<std::unique_ptr<store::Store>> store =
+  Result<std::unique_ptr<Store>> store =
       OpenStore(global, [display](const std::string& line) { display->Message(line); });
   if (!store.ok()) return store.status();
-  Result<store::PullResult> r = (*store)->Pull(**source, options);
+  Result<PullResult> r = (*store)->Pull(args.source, options);
   display->Finish();  // before the error line or the summary
   if (!r.ok()) return r.status();
   if (LogInfo(global)) {
-    std::fprintf(stderr, "imgstore: pulled %s: %d new blobs, %s; manifest %s\n",
-                 r->image.id.ToString().c_str(), r->blobs_written,
-                 HumanSize(r->bytes_written).c_str(), r->image.manifest_digest.ToString().c_str());
+    std::fprintf(stderr, "imgstore: pulled %s: %d new blobs, %s; manifest %s\n", r->id.c_str(),
+                 r->blobs_written, HumanSize(r->bytes_written).c_str(), r->manifest_digest.c_str());
   }
   if (args.quiet) return Status::OK();
-  return WriteStdout(r->image.id.ToString() + "\n");
+  return WriteStdout(r->id + "\n");
 }
 
 Status RunPush(const GlobalOptions& global, const PushArgs& args) {
-  Result<registry::RegistryOptions> reg = ToRegistryOptions(args.registry);
+  Result<RegistryOptions> reg = ToRegistryOptions(args.registry);
   if (!reg.ok()) return reg.status();
   // `push NAME` pushes to the registry the name designates, as docker and podman do.
   const std::string dest_spec = args.destination.empty() ? args.image : args.destination;
-  if (args.destination.empty()) {
-    Result<transports::TransportSpec> t = transports::ParseTransportSpec(dest_spec);
-    if (!t.ok() || t->kind != transports::TransportKind::kRegistry) {
-      return Status(Code::kInvalidArgument,
-                    "push " + args.image +
-                        ": without DEST, IMAGE must be a registry reference (REGISTRY/NAME[:TAG])");
-    }
+  Result<TransportSpec> t = ParseTransport(dest_spec);
+  if (args.destination.empty() && (!t.ok() || t->transport != "docker")) {
+    return Status(Code::kInvalidArgument,
+                  "push " + args.image +
+                      ": without DEST, IMAGE must be a registry reference (REGISTRY/NAME[:TAG])");
   }
-  Result<std::unique_ptr<images::ImageDestination>> dest =
-      transports::OpenDestination(Env::Default(), dest_spec, *reg);
-  if (!dest.ok()) return dest.status();
+  if (!t.ok()) return t.status();
   std::shared_ptr<ProgressDisplay> display = MakeDisplay(global, args.quiet);
-  Result<std::unique_ptr<store::Store>> store =
+  Result<std::unique_ptr<Store>> store =
       OpenStore(global, [display](const std::string& line) { display->Message(line); });
   if (!store.ok()) return store.status();
-  // Push by id, so that the digest printed is that of the image pushed even if the name moves
-  // to another image meanwhile.
-  Result<Digest> id = (*store)->ResolveImage(args.image);
+  // Resolved first for the store's own error ("image not known: ..."). The push resolves the
+  // name once more and pushes by id: the digest it returns is that of the image it pushed, even
+  // if the name moves meanwhile; the name stays in the operation's label (imgstore locks).
+  Result<std::string> id = (*store)->Resolve(args.image);
   if (!id.ok()) return id.status();
-  Result<store::ImageDetails> details = (*store)->InspectImage(id->ToString());
-  if (!details.ok()) return details.status();
-  store::PushOptions options;
-  options.operation = "push " + args.image + " to " + (*dest)->Describe();
+  PushOptions options;
+  options.registry = std::move(*reg);
   options.max_parallel = args.max_parallel;
-  options.on_progress = [display](const images::BlobProgress& p) { display->Update(p); };
+  options.on_progress = [display](const Progress& p) { display->Update(p); };
   // Printed after the progress, which would draw over them.
   std::vector<std::string> warnings;
   options.on_warning = [&warnings](const std::string& line) { warnings.push_back(line); };
-  Status s = (*store)->Push(id->ToString(), **dest, options);
+  Result<PushResult> r = (*store)->Push(args.image, dest_spec, options);
   display->Finish();
   if (!args.quiet && global.log_level != "error") {
     for (const std::string& w : warnings)
       std::fprintf(stderr, "imgstore: warning: %s\n", w.c_str());
   }
-  if (!s.ok()) return s;
-  const std::string digest = details->summary.manifest_digest.ToString();
+  if (!r.ok()) return r.status();
+  const std::string& digest = r->manifest_digest;
   if (!args.digestfile.empty()) {
-    Status w = Env::Default()->WriteFileAtomically(args.digestfile, digest + "\n");
+    Status w = WriteFileAtomically(args.digestfile, digest + "\n");
     if (!w.ok()) return w.WithContext("--digestfile");
   }
   if (args.quiet) return Status::OK();
@@ -166,7 +156,7 @@ void RegisterPullCommand(CLI::App& app, const GlobalOptions& global) {
                   "OS/ARCH[/VARIANT] to choose from an index (default: this host's)")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
-            Result<images::Platform> p = images::ParsePlatform(text);
+            Result<Platform> p = ParsePlatform(text);
             return p.ok() ? std::string() : p.status().message();
           },
           "OS/ARCH[/VARIANT]"));

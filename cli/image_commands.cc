@@ -1,23 +1,17 @@
 // What the image commands share (see image_commands.h).
-#include "cli/image_commands.h"
+#include "image_commands.h"
 
-#include <unistd.h>
-
-#include <cerrno>
-
-#include "cli/store_open.h"
-#include "images/reference.h"
+#include "imgstore/parse.hpp"
+#include "store_open.h"
 
 namespace imgstore::cli {
 
-Result<std::unique_ptr<store::Store>> OpenExistingStore(const GlobalOptions& global) {
+Result<std::unique_ptr<Store>> OpenExistingStore(const GlobalOptions& global) {
   // Store::Open creates a missing root; a read (or a change to an image that cannot exist)
   // must not leave an empty store behind, e.g. after a typo in --root.
-  const std::string db = global.root + "/meta.db";
-  if (::access(db.c_str(), F_OK) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::unique_ptr<store::Store>();
-    return Status::FromErrno(errno, "open store " + global.root + ": " + db);
-  }
+  Result<bool> exists = Store::Exists(global.root);
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return std::unique_ptr<Store>();
   return OpenStore(global);
 }
 
@@ -30,17 +24,18 @@ Status NotKnownWithoutStore(std::string_view text) {
   };
   if (text.empty()) return Status(Code::kInvalidArgument, "empty image name");
   if (text.starts_with("sha256:")) {
-    if (Digest::Parse(text).ok() ||
-        (is_hex(text.substr(7)) && text.size() - 7 >= store::kMinIdPrefix)) {
+    if (IsDigest(text) || (is_hex(text.substr(7)) && text.size() - 7 >= kMinIdPrefix)) {
       return not_known(text);
     }
     return Status(Code::kInvalidArgument, "invalid image id \"" + std::string(text) + "\"");
   }
-  Result<images::Reference> ref = images::ParseReference(text);
+  Result<Reference> ref = ParseReference(text);
   if (ref.ok() && !(text.size() == 64 && is_hex(text))) {
-    return not_known(ref->digest ? ref->Familiar() : ref->WithDefaultTag().Familiar());
+    // A bare name means its "latest", as the store resolves it.
+    const bool bare = ref->tag.empty() && ref->digest.empty();
+    return not_known(bare ? ref->familiar + ":latest" : ref->familiar);
   }
-  if (is_hex(text) && text.size() >= store::kMinIdPrefix) return not_known(text);
+  if (is_hex(text) && text.size() >= kMinIdPrefix) return not_known(text);
   return ref.status();
 }
 

@@ -6,18 +6,18 @@
 #include <string_view>
 #include <vector>
 
-#include "cli/commands.h"
-#include "store/store.h"
+#include "commands.h"
+#include "imgstore/store.hpp"
 
 namespace imgstore::cli {
 
-// Opens the store at global.root if it has been created (ROOT/meta.db exists); nullptr if not.
-// The image commands never create a store: against a missing one, list shows an empty store and
-// the others do not know the image (docs/cli.md).
-Result<std::unique_ptr<store::Store>> OpenExistingStore(const GlobalOptions& global);
+// Opens the store at global.root if it has been created; nullptr if not. The image commands
+// never create a store: against a missing one, list shows an empty store and the others do not
+// know the image (docs/cli.md).
+Result<std::unique_ptr<Store>> OpenExistingStore(const GlobalOptions& global);
 
 // The error that resolving the image argument `text` gives when there is no store: the same
-// syntax errors as Store::ResolveImage, else "image not known: ..." as it would say it.
+// syntax errors as Store::Resolve, else "image not known: ..." as it would say it.
 Status NotKnownWithoutStore(std::string_view text);
 
 // For commands that go on after an error: prints every error but the last (one line each) and

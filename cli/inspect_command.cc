@@ -4,34 +4,36 @@
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/image_commands.h"
-#include "cli/output.h"
+#include "commands.h"
+#include "image_commands.h"
+#include "imgstore/store.hpp"
+#include "output.h"
 
 namespace imgstore::cli {
 namespace {
 
 // A stored document as a JSON value. The bytes were verified when the image was added, so a
 // parse failure means the blob was damaged since.
-Result<Json> ParseDocument(const std::string& bytes, std::string_view what, const Digest& digest) {
+Result<Json> ParseDocument(const std::string& bytes, std::string_view what,
+                           const std::string& digest) {
   Json j = Json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    return Status(Code::kCorruption, "the stored " + std::string(what) + " " + digest.ToString() +
+    return Status(Code::kCorruption, "the stored " + std::string(what) + " " + digest +
                                          " is not valid JSON (run imgstore check)");
   }
   return j;
 }
 
-Result<Json> DetailsJson(const store::ImageDetails& d) {
-  const store::ImageSummary& s = d.summary;
+Result<Json> DetailsJson(const ImageDetails& d) {
+  const ImageSummary& s = d.summary;
   Result<Json> manifest = ParseDocument(d.manifest, "manifest", s.manifest_digest);
   if (!manifest.ok()) return manifest.status();
   Result<Json> config = ParseDocument(d.config, "config", s.id);
   if (!config.ok()) return config.status();
   Json j = Json::object();
-  j["id"] = s.id.ToString();
+  j["id"] = s.id;
   j["names"] = s.names;
-  j["digest"] = s.manifest_digest.ToString();
+  j["digest"] = s.manifest_digest;
   j["manifestMediaType"] = d.manifest_media_type;
   j["size"] = s.size;
   j["created"] = s.created.empty() ? Json(nullptr) : Json(s.created);
@@ -40,12 +42,12 @@ Result<Json> DetailsJson(const store::ImageDetails& d) {
   j["architecture"] = s.architecture;
   j["variant"] = s.variant;
   Json layers = Json::array();
-  for (const store::LayerRecord& l : d.layers) {
-    layers.push_back(Json{{"digest", l.digest.ToString()},
+  for (const LayerInfo& l : d.layers) {
+    layers.push_back(Json{{"digest", l.digest},
                           {"mediaType", l.media_type},
                           {"size", l.size},
-                          {"diffID", l.diff_id.ToString()},
-                          {"chainID", l.chain_id.ToString()}});
+                          {"diffID", l.diff_id},
+                          {"chainID", l.chain_id}});
   }
   j["layers"] = std::move(layers);
   j["manifest"] = std::move(*manifest);
@@ -56,7 +58,7 @@ Result<Json> DetailsJson(const store::ImageDetails& d) {
 // As docker does: the images found are printed even when others are not; each one not found
 // is an error line, and the exit status is 1.
 Status RunInspect(const GlobalOptions& global, const std::vector<std::string>& args) {
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   Json out = Json::array();
   std::vector<Status> errors;
@@ -65,7 +67,7 @@ Status RunInspect(const GlobalOptions& global, const std::vector<std::string>& a
       errors.push_back(NotKnownWithoutStore(arg));
       continue;
     }
-    Result<store::ImageDetails> d = (*store)->InspectImage(arg);
+    Result<ImageDetails> d = (*store)->Inspect(arg);
     if (!d.ok()) {
       errors.push_back(d.status());
       continue;
@@ -77,7 +79,7 @@ Status RunInspect(const GlobalOptions& global, const std::vector<std::string>& a
     }
     out.push_back(std::move(*j));
   }
-  IMGSTORE_RETURN_IF_ERROR(WriteStdout(JsonText(out)));
+  CLI_RETURN_IF_ERROR(WriteStdout(JsonText(out)));
   return ReportAll(std::move(errors));
 }
 

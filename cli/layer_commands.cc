@@ -7,10 +7,10 @@
 #include <memory>
 #include <string>
 
-#include "cli/commands.h"
-#include "cli/image_commands.h"
-#include "cli/layer_progress.h"
-#include "cli/store_open.h"
+#include "commands.h"
+#include "image_commands.h"
+#include "layer_progress.h"
+#include "store_open.h"
 
 namespace imgstore::cli {
 namespace {
@@ -22,19 +22,18 @@ struct UnpackArgs {
 };
 
 Status RunUnpack(const GlobalOptions& global, const UnpackArgs& args) {
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   if (!*store) return NotKnownWithoutStore(args.image);
 
-  store::UnpackOptions options;
+  UnpackOptions options;
   options.use_cache = !args.no_cache;
-  options.layers.operation = "unpack " + args.image;
   ReportLayerProgress(global, options.layers);
-  Result<store::UnpackResult> r = (*store)->Unpack(args.image, args.dir, options);
+  Result<UnpackResult> r = (*store)->Unpack(args.image, args.dir, options);
   if (!r.ok()) return r.status();
   if (LogInfo(global)) {
     std::fprintf(stderr, "imgstore: unpacked %s into %s: %d layers (%d extracted, %d cached)\n",
-                 r->image_id.ToString().c_str(), args.dir.c_str(), r->layers, r->layers_extracted,
+                 r->id.c_str(), args.dir.c_str(), r->layers, r->layers_extracted,
                  r->layers - r->layers_extracted);
   }
   return Status::OK();

@@ -6,10 +6,11 @@
 #include <unordered_set>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/image_commands.h"
-#include "cli/output.h"
-#include "images/reference.h"
+#include "commands.h"
+#include "image_commands.h"
+#include "imgstore/parse.hpp"
+#include "imgstore/store.hpp"
+#include "output.h"
 
 namespace imgstore::cli {
 namespace {
@@ -22,13 +23,16 @@ struct ListOptions {
   bool no_trunc = false;
 };
 
-std::string ShownId(const Digest& id, bool no_trunc) {
-  return no_trunc ? id.ToString() : std::string(id.hex().substr(0, 12));
+// "sha256:HEX" → the first 12 hex digits, as docker shows ids.
+std::string ShownId(const std::string& id, bool no_trunc) {
+  if (no_trunc) return id;
+  const size_t colon = id.find(':');
+  return id.substr(colon == std::string::npos ? 0 : colon + 1, 12);
 }
 
 // The JSON of `list`, written directly: building a Json tree of 10,000 images first would cost
 // more than the whole listing (docs/performance.md). Laid out as JsonText lays out a tree.
-void AppendImagesJson(const std::vector<store::ImageSummary>& images, std::string& out) {
+void AppendImagesJson(const std::vector<ImageSummary>& images, std::string& out) {
   if (images.empty()) {
     out += "[]\n";
     return;
@@ -41,9 +45,9 @@ void AppendImagesJson(const std::vector<store::ImageSummary>& images, std::strin
     out += "\": ";
   };
   for (size_t i = 0; i < images.size(); ++i) {
-    const store::ImageSummary& s = images[i];
+    const ImageSummary& s = images[i];
     out += i == 0 ? "  {\n    \"id\": " : ",\n  {\n    \"id\": ";
-    AppendJsonString(out, s.id.ToString());
+    AppendJsonString(out, s.id);
     field("names");
     if (s.names.empty()) out += "[]";
     for (size_t n = 0; n < s.names.size(); ++n) {
@@ -52,7 +56,7 @@ void AppendImagesJson(const std::vector<store::ImageSummary>& images, std::strin
       if (n + 1 == s.names.size()) out += "\n    ]";
     }
     field("digest");
-    AppendJsonString(out, s.manifest_digest.ToString());
+    AppendJsonString(out, s.manifest_digest);
     field("size");
     out += std::to_string(s.size);
     field("created");
@@ -76,39 +80,37 @@ void AppendImagesJson(const std::vector<store::ImageSummary>& images, std::strin
 
 // docker shows only the rows of the names that a name filter asks for: `list alpine` does not show
 // the other names of an alpine image. A digest filter selects an image, so all its rows show.
-bool RowWanted(const std::optional<images::Reference>& filter, const images::Reference& name) {
-  if (!filter || filter->digest) return true;
-  return filter->tag ? name.String() == filter->String()
-                     : name.Repository() == filter->Repository();
+bool RowWanted(const std::optional<Reference>& filter, const Reference& name) {
+  if (!filter || !filter->digest.empty()) return true;
+  return !filter->tag.empty() ? name.name == filter->name : name.repository == filter->repository;
 }
 
-void AppendTable(const std::vector<store::ImageSummary>& images,
-                 const std::optional<images::Reference>& filter, const ListOptions& o,
-                 std::string& out) {
+void AppendTable(const std::vector<ImageSummary>& images, const std::optional<Reference>& filter,
+                 const ListOptions& o, std::string& out) {
   std::vector<std::string> header = {"REPOSITORY", "TAG"};
   if (o.digests) header.push_back("DIGEST");
   for (const char* h : {"IMAGE ID", "CREATED", "SIZE"}) header.push_back(h);
   Table table(std::move(header));
   const int64_t now = NowUnixNs();
-  auto add = [&](std::string repository, std::string tag, const store::ImageSummary& s,
+  auto add = [&](std::string repository, std::string tag, const ImageSummary& s,
                  const std::string& id, const std::string& created, const std::string& size) {
     std::vector<std::string> row = {std::move(repository), std::move(tag)};
-    if (o.digests) row.push_back(s.manifest_digest.ToString());
+    if (o.digests) row.push_back(s.manifest_digest);
     row.push_back(id);
     row.push_back(created);
     row.push_back(size);
     table.AddRow(std::move(row));
   };
-  for (const store::ImageSummary& s : images) {
+  for (const ImageSummary& s : images) {
     const std::string id = ShownId(s.id, o.no_trunc);
     const std::string created = HumanAge(s.created_unix_ns, now);
     const std::string size = HumanSize(s.size);
     if (s.names.empty()) add("<none>", "<none>", s, id, created, size);
     for (const std::string& name : s.names) {
-      Result<images::Reference> ref = images::ParseReference(name);
+      Result<Reference> ref = ParseReference(name);
       if (ref.ok()) {
         if (!RowWanted(filter, *ref)) continue;
-        add(ref->FamiliarRepository(), ref->tag.value_or("<none>"), s, id, created, size);
+        add(ref->familiar_repository, ref->tag.empty() ? "<none>" : ref->tag, s, id, created, size);
       } else {
         add(name, "<none>", s, id, created, size);  // not expected: names are stored parsed
       }
@@ -119,17 +121,17 @@ void AppendTable(const std::vector<store::ImageSummary>& images,
 
 Status RunList(const GlobalOptions& global, const ListOptions& o) {
   // Checked here too so that a bad filter is an error even where no store exists yet.
-  std::optional<images::Reference> filter;
+  std::optional<Reference> filter;
   if (!o.filter.empty()) {
-    Result<images::Reference> ref = images::ParseReference(o.filter);
+    Result<Reference> ref = ParseReference(o.filter);
     if (!ref.ok()) return ref.status().WithContext("list");
     filter = std::move(*ref);
   }
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
-  std::vector<store::ImageSummary> images;
+  std::vector<ImageSummary> images;
   if (*store) {
-    Result<std::vector<store::ImageSummary>> listed = (*store)->ListImages(o.filter);
+    Result<std::vector<ImageSummary>> listed = (*store)->List(o.filter);
     if (!listed.ok()) return listed.status();
     images = std::move(*listed);
   }
@@ -138,8 +140,8 @@ Status RunList(const GlobalOptions& global, const ListOptions& o) {
   if (o.quiet) {
     std::unordered_set<std::string_view> seen;
     out.reserve(images.size() * 72);
-    for (const store::ImageSummary& s : images) {
-      if (!seen.insert(s.id.ToString()).second) continue;
+    for (const ImageSummary& s : images) {
+      if (!seen.insert(s.id).second) continue;
       out += ShownId(s.id, o.no_trunc);
       out += '\n';
     }

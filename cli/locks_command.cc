@@ -1,11 +1,12 @@
 // `imgstore locks`: who holds and who waits for the store's locks, and the leases.
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
-#include "locking/locking.h"
-#include "util/duration.h"
+#include "commands.h"
+#include "imgstore/store.hpp"
+#include "output.h"
 
 namespace imgstore::cli {
 namespace {
@@ -17,27 +18,26 @@ int64_t NowNs() {
 }
 
 std::string Age(int64_t since_ns) {
-  return FormatDuration(std::chrono::nanoseconds(std::max<int64_t>(0, NowNs() - since_ns)));
+  return ShortDuration(std::max<int64_t>(0, NowNs() - since_ns));
 }
 
 Status RunLocks(const GlobalOptions& global, bool all, const std::string& format) {
-  Result<locking::LockSpace> space = locking::LockSpace::Open(global.root + "/locks");
-  if (!space.ok()) return space.status();
-  Result<std::vector<locking::LockInfo>> locks = space->List(!all);
-  if (!locks.ok()) return locks.status();
-  Result<std::vector<locking::LeaseInfo>> leases = space->ListLeases();
-  if (!leases.ok()) return leases.status();
+  // Without opening the store: this must answer while a writer holds the store's locks.
+  Result<LocksReport> report = Store::ListLocks(global.root, all);
+  if (!report.ok()) return report.status();
+  const std::vector<LockEntry>& locks = report->locks;
+  const std::vector<LeaseEntry>& leases = report->leases;
 
   if (format == "json") {
     nlohmann::json out = {{"locks", nlohmann::json::array()}, {"leases", nlohmann::json::array()}};
-    auto holder = [](const locking::HolderInfo& h) {
+    auto holder = [](const LockHolder& h) {
       return nlohmann::json{{"pid", h.pid},
-                            {"mode", std::string(locking::LockModeName(h.mode))},
+                            {"mode", h.mode},
                             {"operation", h.operation},
                             {"since_unix_ns", h.since_unix_ns},
                             {"threads", h.threads}};
     };
-    for (const auto& l : *locks) {
+    for (const auto& l : locks) {
       nlohmann::json j = {{"name", l.name},
                           {"holders", nlohmann::json::array()},
                           {"waiters", nlohmann::json::array()}};
@@ -45,7 +45,7 @@ Status RunLocks(const GlobalOptions& global, bool all, const std::string& format
       for (const auto& w : l.waiters) j["waiters"].push_back(holder(w));
       out["locks"].push_back(std::move(j));
     }
-    for (const auto& le : *leases) {
+    for (const auto& le : leases) {
       out["leases"].push_back({{"id", le.id},
                                {"pid", le.pid},
                                {"label", le.label},
@@ -58,22 +58,20 @@ Status RunLocks(const GlobalOptions& global, bool all, const std::string& format
 
   std::printf("%-40s %-8s %-8s %-11s %-8s %s\n", "LOCK", "STATE", "PID", "MODE", "FOR",
               "OPERATION");
-  for (const auto& l : *locks) {
+  for (const auto& l : locks) {
     if (l.holders.empty() && l.waiters.empty()) {
       std::printf("%-40s %-8s\n", l.name.c_str(), "free");
     }
     for (const auto& h : l.holders) {
-      std::printf("%-40s %-8s %-8d %-11s %-8s %s\n", l.name.c_str(), "held", h.pid,
-                  std::string(locking::LockModeName(h.mode)).c_str(), Age(h.since_unix_ns).c_str(),
-                  h.operation.c_str());
+      std::printf("%-40s %-8s %-8d %-11s %-8s %s\n", l.name.c_str(), "held", h.pid, h.mode.c_str(),
+                  Age(h.since_unix_ns).c_str(), h.operation.c_str());
     }
     for (const auto& w : l.waiters) {
       std::printf("%-40s %-8s %-8d %-11s %-8s %s\n", l.name.c_str(), "waiting", w.pid,
-                  std::string(locking::LockModeName(w.mode)).c_str(), Age(w.since_unix_ns).c_str(),
-                  w.operation.c_str());
+                  w.mode.c_str(), Age(w.since_unix_ns).c_str(), w.operation.c_str());
     }
   }
-  for (const auto& le : *leases) {
+  for (const auto& le : leases) {
     std::printf("%-40s %-8s %-8d %-11s %-8s %s\n", ("lease " + le.id).c_str(),
                 le.alive ? "held" : "dead", le.pid, "lease", Age(le.since_unix_ns).c_str(),
                 le.label.c_str());

@@ -14,12 +14,10 @@
 #include <memory>
 #include <string>
 
-#include "cli/commands.h"
-#include "cli/output.h"
-#include "cli/registry_flags.h"
-#include "images/reference.h"
-#include "registry/credentials.h"
-#include "registry/registry_client.h"
+#include "commands.h"
+#include "imgstore/registry.hpp"
+#include "output.h"
+#include "registry_flags.h"
 
 namespace imgstore::cli {
 namespace {
@@ -112,47 +110,22 @@ Result<std::string> Prompt(const char* prompt, bool secret, const char* what) {
   return line;
 }
 
-// "https://127.0.0.1:5000/" → key "127.0.0.1:5000"; "127.0.0.1:5000/team" keeps its path (the
-// credentials are for that part of the registry). The reference is what the client needs to
-// reach the registry.
-struct LoginTarget {
-  std::string key;
-  images::Reference ref;
-};
-
-Result<LoginTarget> ParseLoginTarget(const std::string& text) {
-  std::string_view t = text;
-  if (t.starts_with("docker://")) t.remove_prefix(9);
-  LoginTarget target;
-  target.key = registry::NormalizeAuthKey(t);
-  const Status bad(Code::kInvalidArgument, "invalid registry \"" + text + "\"; give HOST[:PORT]");
-  if (target.key.empty() || target.key.find_first_of(" \t@") != std::string::npos) return bad;
-  const size_t slash = target.key.find('/');
-  const std::string domain = target.key.substr(0, slash);
-  // A name under the domain, to parse the domain as references do.
-  Result<images::Reference> ref =
-      images::ParseReference(slash == std::string::npos ? domain + "/x" : target.key);
-  if (!ref.ok() || ref->domain != domain || ref->tag || ref->digest) return bad;
-  target.ref = *ref;
-  return target;
-}
-
+// The auth file named by --authfile, else the default one.
 Result<std::string> AuthFileFor(const std::string& authfile) {
   if (!authfile.empty()) return authfile;
-  std::string path = registry::LoginAuthFile();
-  if (path.empty()) {
-    return Status(Code::kFailedPrecondition,
-                  "no auth file: none of REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR and HOME is set; "
-                  "give --authfile FILE");
+  Result<std::string> path = DefaultAuthFile();
+  if (!path.ok() && path.status().code() == Code::kFailedPrecondition) {
+    return Status(Code::kFailedPrecondition, path.status().message() + "; give --authfile FILE");
   }
   return path;
 }
 
 Status RunLogin(const LoginArgs& args) {
-  Result<LoginTarget> target = ParseLoginTarget(args.registry);
-  if (!target.ok()) return target.status().WithContext("login");
+  // Checked before anything is asked on the terminal.
+  Result<std::string> key = RegistryKey(args.registry);
+  if (!key.ok()) return key.status().WithContext("login");
   const bool tty = ::isatty(STDIN_FILENO) == 1;
-  registry::Credentials creds;
+  Credentials creds;
   creds.username = args.username;
   if (creds.username.empty()) {
     if (!tty || args.password_stdin) {
@@ -179,22 +152,10 @@ Status RunLogin(const LoginArgs& args) {
 
   Result<std::string> authfile = AuthFileFor(args.flags.authfile);
   if (!authfile.ok()) return authfile.status().WithContext("login");
-  Result<registry::RegistryOptions> options = ToRegistryOptions(args.flags);
+  Result<RegistryOptions> options = ToRegistryOptions(args.flags);
   if (!options.ok()) return options.status();
-  options->credentials = creds;
-  options->auth_file.clear();  // the credentials are given; the file is only written
-  Result<std::unique_ptr<registry::RegistryClient>> client =
-      registry::RegistryClient::Create(target->ref, *options);
-  if (!client.ok()) return client.status().WithContext("login " + target->key);
-  // The version check of the distribution API, with the credentials: a Basic registry checks
-  // them itself; a token registry through its token server, for a token without scope.
-  Result<std::unique_ptr<registry::HttpStream>> answer = (*client)->Send("GET", "/v2/", "", {});
-  if (!answer.ok()) return answer.status().WithContext("login " + target->key);
-  if ((*answer)->response().status != 200) {
-    return registry::ErrorFromAnswer(**answer, "login " + target->key + ": GET /v2/");
-  }
-  Status stored = registry::StoreAuthFileEntry(*authfile, target->key, creds);
-  if (!stored.ok()) return stored.WithContext("login " + target->key);
+  options->auth_file = *authfile;  // the file the credentials are written to
+  CLI_RETURN_IF_ERROR(Login(args.registry, creds, *options));
   return WriteStdout("Login Succeeded!\n");
 }
 
@@ -202,19 +163,18 @@ Status RunLogout(const LogoutArgs& args) {
   Result<std::string> authfile = AuthFileFor(args.authfile);
   if (!authfile.ok()) return authfile.status().WithContext("logout");
   if (args.all) {
-    Result<size_t> n = registry::RemoveAllAuthFileEntries(*authfile);
-    if (!n.ok()) return n.status().WithContext("logout");
+    Result<size_t> n = LogoutAll(*authfile);
+    if (!n.ok()) return n.status();
     return WriteStdout("Removed login credentials for all registries\n");
   }
-  Result<LoginTarget> target = ParseLoginTarget(args.registry);
-  if (!target.ok()) return target.status().WithContext("logout");
-  Result<bool> removed = registry::RemoveAuthFileEntry(*authfile, target->key);
-  if (!removed.ok()) return removed.status().WithContext("logout " + target->key);
+  Result<std::string> key = RegistryKey(args.registry);
+  if (!key.ok()) return key.status().WithContext("logout");
+  Result<bool> removed = Logout(*key, *authfile);
+  if (!removed.ok()) return removed.status();
   if (!*removed) {
-    return Status(Code::kNotFound,
-                  "not logged in to " + target->key + " (no entry in " + *authfile + ")");
+    return Status(Code::kNotFound, "not logged in to " + *key + " (no entry in " + *authfile + ")");
   }
-  return WriteStdout("Removed login credentials for " + target->key + "\n");
+  return WriteStdout("Removed login credentials for " + *key + "\n");
 }
 
 }  // namespace

@@ -2,12 +2,15 @@
 //
 // Exit status: 0 success, 1 error, 2 usage error. Errors are one line on stderr:
 // "imgstore: error: ...". With no arguments it prints help and touches nothing.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
-#include "cli/commands.h"
-#include "util/duration.h"
+#include "commands.h"
+#include "imgstore/parse.hpp"
 
 namespace {
 

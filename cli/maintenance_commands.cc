@@ -7,9 +7,10 @@
 #include <memory>
 #include <string>
 
-#include "cli/commands.h"
-#include "cli/output.h"
-#include "cli/store_open.h"
+#include "commands.h"
+#include "imgstore/store.hpp"
+#include "output.h"
+#include "store_open.h"
 
 namespace imgstore::cli {
 namespace {
@@ -18,7 +19,7 @@ std::string Plural(uint64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-std::string GcSummary(const store::GcReport& r, bool dry_run) {
+std::string GcSummary(const GcReport& r, bool dry_run) {
   std::string out = dry_run ? "would remove " : "removed ";
   out += Plural(r.blobs_removed.size(), "blob", "blobs") + " (" + HumanSize(r.bytes_removed) +
          "), " + Plural(static_cast<uint64_t>(r.manifests_removed), "manifest", "manifests") +
@@ -36,15 +37,15 @@ std::string GcSummary(const store::GcReport& r, bool dry_run) {
 }
 
 Status RunGc(const GlobalOptions& global, bool dry_run, const std::string& format) {
-  Result<std::unique_ptr<store::Store>> st = OpenStore(global);
+  Result<std::unique_ptr<Store>> st = OpenStore(global);
   if (!st.ok()) return st.status();
-  store::GcOptions options;
+  GcOptions options;
   options.dry_run = dry_run;
-  Result<store::GcReport> r = (*st)->GarbageCollect(options);
+  Result<GcReport> r = (*st)->Gc(options);
   if (!r.ok()) return r.status();
   if (format == "json") {
     Json blobs = Json::array();
-    for (const Digest& d : r->blobs_removed) blobs.push_back(d.ToString());
+    for (const std::string& d : r->blobs_removed) blobs.push_back(d);
     Json out = {{"dry_run", dry_run},
                 {"blobs_removed", std::move(blobs)},
                 {"bytes_removed", r->bytes_removed},
@@ -57,8 +58,8 @@ Status RunGc(const GlobalOptions& global, bool dry_run, const std::string& forma
     return WriteStdout(JsonText(out));
   }
   std::string text;
-  for (const Digest& d : r->blobs_removed) text += d.ToString() + "\n";
-  IMGSTORE_RETURN_IF_ERROR(WriteStdout(text));
+  for (const std::string& d : r->blobs_removed) text += d + "\n";
+  CLI_RETURN_IF_ERROR(WriteStdout(text));
   if (dry_run || LogInfo(global)) {
     std::fprintf(stderr, "imgstore: %s\n", GcSummary(*r, dry_run).c_str());
   }
@@ -72,9 +73,9 @@ std::string WithPercent(uint64_t part, uint64_t whole) {
 }
 
 Status RunDf(const GlobalOptions& global, const std::string& format) {
-  Result<std::unique_ptr<store::Store>> st = OpenStore(global);
+  Result<std::unique_ptr<Store>> st = OpenStore(global);
   if (!st.ok()) return st.status();
-  Result<store::DiskUsage> u = (*st)->GetDiskUsage();
+  Result<DiskUsage> u = (*st)->Df();
   if (!u.ok()) return u.status();
   if (format == "json") {
     Json out = {{"images", u->images},
@@ -104,32 +105,32 @@ Status RunDf(const GlobalOptions& global, const std::string& format) {
 
 Status RunCheck(const GlobalOptions& global, bool repair, bool verify_content,
                 const std::string& format) {
-  Result<std::unique_ptr<store::Store>> st = OpenStore(global);
+  Result<std::unique_ptr<Store>> st = OpenStore(global);
   if (!st.ok()) return st.status();
-  Result<store::CheckReport> r =
-      repair ? (*st)->Repair(verify_content) : (*st)->Check(verify_content);
+  CheckOptions options;
+  options.repair = repair;
+  options.verify_content = verify_content;
+  Result<CheckReport> r = (*st)->Check(options);
   if (!r.ok()) return r.status();
   if (format == "json") {
     Json problems = Json::array();
-    for (const store::CheckProblem& p : r->problems) {
-      problems.push_back({{"kind", std::string(store::ProblemKindName(p.kind))},
-                          {"path", p.path},
-                          {"message", p.message},
-                          {"repaired", p.repaired}});
+    for (const CheckProblem& p : r->problems) {
+      problems.push_back(
+          {{"kind", p.kind}, {"path", p.path}, {"message", p.message}, {"repaired", p.repaired}});
     }
-    Json out = {{"clean", r->unresolved() == 0},
+    Json out = {{"clean", r->clean()},
                 {"blobs_checked", r->blobs_checked},
                 {"problems", std::move(problems)}};
-    IMGSTORE_RETURN_IF_ERROR(WriteStdout(JsonText(out)));
+    CLI_RETURN_IF_ERROR(WriteStdout(JsonText(out)));
   } else {
     std::string text;
-    for (const store::CheckProblem& p : r->problems) {
-      text += std::string(store::ProblemKindName(p.kind)) + ": " + p.message +
-              (p.repaired ? " (repaired)" : "") + "\n";
+    for (const CheckProblem& p : r->problems) {
+      text += p.kind + ": " + p.message + (p.repaired ? " (repaired)" : "") + "\n";
     }
-    IMGSTORE_RETURN_IF_ERROR(WriteStdout(text));
+    CLI_RETURN_IF_ERROR(WriteStdout(text));
   }
-  const size_t left = r->unresolved();
+  size_t left = 0;
+  for (const CheckProblem& p : r->problems) left += p.repaired ? 0 : 1;
   if (left == 0) return Status::OK();
   std::string message = "check found " + Plural(r->problems.size(), "problem", "problems");
   if (repair) {

@@ -7,12 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/image_commands.h"
-#include "cli/layer_progress.h"
-#include "cli/output.h"
-#include "cli/store_open.h"
-#include "images/reference.h"
+#include "commands.h"
+#include "image_commands.h"
+#include "imgstore/parse.hpp"
+#include "imgstore/store.hpp"
+#include "layer_progress.h"
+#include "output.h"
+#include "store_open.h"
 
 namespace imgstore::cli {
 namespace {
@@ -24,27 +25,25 @@ struct MountArgs {
 };
 
 Status RunMount(const GlobalOptions& global, const MountArgs& args) {
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   if (!*store) return NotKnownWithoutStore(args.image);
 
-  store::MountOptions options;
+  MountOptions options;
   options.name = args.name;
   options.kind = args.type;
-  options.layers.operation = "mount " + args.image;
   ReportLayerProgress(global, options.layers);
-  Result<store::MountInfo> m = (*store)->Mount(args.image, options);
+  Result<MountInfo> m = (*store)->Mount(args.image, options);
   if (!m.ok()) return m.status();
   if (LogInfo(global)) {
-    std::fprintf(stderr, "imgstore: mounted %s as %s (%s, %zu layers)\n",
-                 m->image_id.ToString().c_str(), m->name.c_str(), m->kind.c_str(),
-                 m->chain_ids.size());
+    std::fprintf(stderr, "imgstore: mounted %s as %s (%s, %zu layers)\n", m->image_id.c_str(),
+                 m->name.c_str(), m->kind.c_str(), m->layers.size());
   }
   return WriteStdout(m->path + "\n");
 }
 
 Status RunUmount(const GlobalOptions& global, const std::vector<std::string>& targets) {
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   std::vector<Status> errors;
   for (const std::string& t : targets) {
@@ -56,24 +55,25 @@ Status RunUmount(const GlobalOptions& global, const std::vector<std::string>& ta
 }
 
 // The image column: the name it was mounted by in docker's short form, else the short id.
-std::string ShownImage(const store::MountInfo& m) {
+std::string ShownImage(const MountInfo& m) {
   if (!m.image_name.empty()) {
-    Result<images::Reference> ref = images::ParseReference(m.image_name);
+    Result<Reference> ref = ParseReference(m.image_name);
     if (ref.ok()) {
-      return ref->FamiliarRepository() + (ref->tag ? ":" + *ref->tag : std::string());
+      return ref->familiar_repository + (ref->tag.empty() ? std::string() : ":" + ref->tag);
     }
     return m.image_name;
   }
-  return std::string(m.image_id.hex().substr(0, 12));
+  const size_t colon = m.image_id.find(':');
+  return m.image_id.substr(colon == std::string::npos ? 0 : colon + 1, 12);
 }
 
-Json MountJson(const store::MountInfo& m) {
+Json MountJson(const MountInfo& m) {
   Json layers = Json::array();
-  for (const Digest& c : m.chain_ids) layers.push_back(c.ToString());
+  for (const std::string& c : m.layers) layers.push_back(c);
   return Json{{"name", m.name},
-              {"image_id", m.image_id.ToString()},
+              {"image_id", m.image_id},
               {"image_name", m.image_name},
-              {"manifest_digest", m.manifest_digest.ToString()},
+              {"manifest_digest", m.manifest_digest},
               {"type", m.kind},
               {"mounted", m.mounted},
               {"path", m.path},
@@ -83,23 +83,23 @@ Json MountJson(const store::MountInfo& m) {
 }
 
 Status RunMounts(const GlobalOptions& global, const std::string& format) {
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
-  std::vector<store::MountInfo> list;
+  std::vector<MountInfo> list;
   if (*store) {
-    Result<std::vector<store::MountInfo>> listed = (*store)->ListMounts();
+    Result<std::vector<MountInfo>> listed = (*store)->Mounts();
     if (!listed.ok()) return listed.status();
     list = std::move(*listed);
   }
   std::string out;
   if (format == "json") {
     Json all = Json::array();
-    for (const store::MountInfo& m : list) all.push_back(MountJson(m));
+    for (const MountInfo& m : list) all.push_back(MountJson(m));
     out = JsonText(all);
   } else {
     Table table({"NAME", "IMAGE", "TYPE", "MOUNTED", "CREATED", "PATH"});
     const int64_t now = NowUnixNs();
-    for (const store::MountInfo& m : list) {
+    for (const MountInfo& m : list) {
       table.AddRow({m.name, ShownImage(m), m.kind, m.mounted ? "yes" : "no",
                     HumanAge(m.created_unix_ns, now), m.path});
     }

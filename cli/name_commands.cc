@@ -4,10 +4,11 @@
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/image_commands.h"
-#include "cli/output.h"
-#include "images/reference.h"
+#include "commands.h"
+#include "image_commands.h"
+#include "imgstore/parse.hpp"
+#include "imgstore/store.hpp"
+#include "output.h"
 
 namespace imgstore::cli {
 namespace {
@@ -16,9 +17,9 @@ namespace {
 // change (and where no store exists).
 Status CheckNames(const std::vector<std::string>& names, std::string_view command) {
   for (const std::string& n : names) {
-    Result<images::Reference> ref = images::ParseReference(n);
+    Result<Reference> ref = ParseReference(n);
     if (!ref.ok()) return ref.status().WithContext(command);
-    if (ref->digest) {
+    if (!ref->digest.empty()) {
       return Status(Code::kInvalidArgument, std::string(command) + ": invalid name \"" + n +
                                                 "\": a name cannot contain a digest");
     }
@@ -27,30 +28,30 @@ Status CheckNames(const std::vector<std::string>& names, std::string_view comman
 }
 
 std::string Familiar(const std::string& normalized) {
-  Result<images::Reference> ref = images::ParseReference(normalized);
-  return ref.ok() ? ref->Familiar() : normalized;
+  Result<Reference> ref = ParseReference(normalized);
+  return ref.ok() ? ref->familiar : normalized;
 }
 
 Status RunTag(const GlobalOptions& global, const std::string& image,
               const std::vector<std::string>& names) {
-  IMGSTORE_RETURN_IF_ERROR(CheckNames(names, "tag"));
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  CLI_RETURN_IF_ERROR(CheckNames(names, "tag"));
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   if (!*store) return NotKnownWithoutStore(image);
   // Resolved once, so that every name goes to the same image even if `image` is itself one of
   // the names, or another process moves it meanwhile.
-  Result<Digest> id = (*store)->ResolveImage(image);
+  Result<std::string> id = (*store)->Resolve(image);
   if (!id.ok()) return id.status();
   for (const std::string& name : names) {
-    IMGSTORE_RETURN_IF_ERROR((*store)->Tag(id->ToString(), name));
+    CLI_RETURN_IF_ERROR((*store)->Tag(*id, name));
   }
   return Status::OK();
 }
 
 Status RunUntag(const GlobalOptions& global, const std::string& image,
                 const std::vector<std::string>& names) {
-  IMGSTORE_RETURN_IF_ERROR(CheckNames(names, "untag"));
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  CLI_RETURN_IF_ERROR(CheckNames(names, "untag"));
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   if (!*store) return NotKnownWithoutStore(image);
   return (*store)->Untag(image, names);  // one transaction: all the names or none
@@ -61,28 +62,28 @@ Status RunUntag(const GlobalOptions& global, const std::string& image,
 // a removal that fails later (an image with several names, without --force) is reported and the
 // rest go on.
 Status RunRmi(const GlobalOptions& global, const std::vector<std::string>& args, bool force) {
-  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(global);
+  Result<std::unique_ptr<Store>> store = OpenExistingStore(global);
   if (!store.ok()) return store.status();
   std::vector<Status> errors;
   for (const std::string& arg : args) {
     if (!*store) {
       errors.push_back(NotKnownWithoutStore(arg));
-    } else if (Result<Digest> id = (*store)->ResolveImage(arg); !id.ok()) {
+    } else if (Result<std::string> id = (*store)->Resolve(arg); !id.ok()) {
       errors.push_back(id.status());
     }
   }
   if (!errors.empty()) return ReportAll(std::move(errors));
 
   for (const std::string& arg : args) {
-    Result<store::RemoveImageResult> r = (*store)->Remove(arg, force);
+    Result<RemoveResult> r = (*store)->Remove(arg, force);
     if (!r.ok()) {
       errors.push_back(r.status());
       continue;
     }
     std::string out;
     for (const std::string& name : r->untagged) out += "Untagged: " + Familiar(name) + "\n";
-    if (r->deleted) out += "Deleted: " + r->deleted->ToString() + "\n";
-    IMGSTORE_RETURN_IF_ERROR(WriteStdout(out));
+    if (!r->deleted.empty()) out += "Deleted: " + r->deleted + "\n";
+    CLI_RETURN_IF_ERROR(WriteStdout(out));
   }
   return ReportAll(std::move(errors));
 }

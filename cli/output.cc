@@ -1,6 +1,7 @@
 // Output shared by the commands (see output.h).
-#include "cli/output.h"
+#include "output.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +56,28 @@ std::string HumanDuration(int64_t ns) {
   if (hours < 24 * 30 * 2) return std::to_string(hours / 24 / 7) + " weeks";
   if (hours < 24 * 365 * 2) return std::to_string(hours / 24 / 30) + " months";
   return std::to_string(duration_cast<std::chrono::hours>(d).count() / 24 / 365) + " years";
+}
+
+std::string ShortDuration(int64_t ns_count) {
+  char buf[64];
+  const double ns = static_cast<double>(ns_count);
+  if (ns < 1e3) {
+    std::snprintf(buf, sizeof(buf), "%.0fns", ns);
+  } else if (ns < 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.1fus", ns / 1e3);
+  } else if (ns < 1e9) {
+    std::snprintf(buf, sizeof(buf), "%.0fms", ns / 1e6);
+  } else if (ns < 60e9) {
+    std::snprintf(buf, sizeof(buf), "%.1fs", ns / 1e9);
+  } else {
+    const long long s = static_cast<long long>(ns / 1e9);
+    if (s < 3600) {
+      std::snprintf(buf, sizeof(buf), "%lldm%llds", s / 60, s % 60);
+    } else {
+      std::snprintf(buf, sizeof(buf), "%lldh%lldm", s / 3600, (s % 3600) / 60);
+    }
+  }
+  return buf;
 }
 
 std::string HumanAge(int64_t then_unix_ns, int64_t now_unix_ns) {
@@ -148,6 +171,56 @@ void AppendJsonString(std::string& out, std::string_view text) {
 
 std::string JsonText(const Json& value) {
   return value.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+namespace {
+
+// Writes all of text to fd.
+bool WriteAll(int fd, std::string_view text) {
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
+
+Status WriteFileAtomically(const std::string& path, std::string_view text) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  const std::string tmp = dir + "/." + base + ".tmp-" + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno(errno, "create " + tmp);
+  if (!WriteAll(fd, text) || ::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(err, "write " + tmp);
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(err, "write " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(err, "rename " + tmp + " to " + path);
+  }
+  // The rename is durable once the directory is.
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Status::FromErrno(errno, "open " + dir);
+  const bool synced = ::fsync(dfd) == 0;
+  const int err = errno;
+  ::close(dfd);
+  if (!synced) return Status::FromErrno(err, "fsync " + dir);
+  return Status::OK();
 }
 
 Status WriteStdout(std::string_view text) {

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "util/status.h"
+#include "imgstore/status.hpp"
 
 namespace imgstore::cli {
 
@@ -25,6 +25,9 @@ std::string HumanSize(uint64_t bytes);
 // docker's units.HumanDuration: "Less than a second", "5 seconds", "About a minute",
 // "About an hour", "3 days", "2 weeks", "4 months", "2 years". Negative counts as zero.
 std::string HumanDuration(int64_t ns);
+
+// A short duration for tables of what is happening now: "850ms", "12.4s", "3m20s", "2h5m".
+std::string ShortDuration(int64_t ns);
 
 // "3 days ago" for a time in the past; "N/A" when the time is unknown (0).
 std::string HumanAge(int64_t then_unix_ns, int64_t now_unix_ns);
@@ -52,6 +55,10 @@ void AppendJsonString(std::string& out, std::string_view text);
 
 // Indented JSON and a newline. Never throws (the documents were parsed or built from valid text).
 std::string JsonText(const Json& value);
+
+// Replaces the file `path` with `text` atomically and durably: a temporary file beside it,
+// fsync, rename, fsync of the directory. Readers see the old content or the new, never a part.
+Status WriteFileAtomically(const std::string& path, std::string_view text);
 
 // Writes all of `text` to stdout (fd 1) with as few write(2) calls as the kernel allows.
 Status WriteStdout(std::string_view text);

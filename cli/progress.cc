@@ -2,7 +2,7 @@
 // ordinary output and redraws only the region below them (the bars of blobs in flight and the
 // overall line), so that the region stays small however many blobs an image has, and scrolling
 // never carries a half-drawn frame away.
-#include "cli/progress.h"
+#include "progress.h"
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -19,7 +19,7 @@ constexpr auto kRedrawInterval = 100ms;  // at most ~10 frames a second for byte
 constexpr int kMaxBars = 20;             // bars shown at once; the rest are summed up
 
 // "sha256:0123456789ab": enough of a digest to tell blobs apart.
-std::string Short(const Digest& d) { return d.ToString().substr(0, 19); }
+std::string Short(const std::string& d) { return d.substr(0, 19); }
 
 // "5.1 MiB/s", or "" over too short a time to mean anything.
 std::string Rate(uint64_t bytes, std::chrono::steady_clock::duration elapsed) {
@@ -60,14 +60,13 @@ ProgressDisplay::ProgressDisplay(ProgressMode mode, std::FILE* out)
 
 ProgressDisplay::~ProgressDisplay() { Finish(); }
 
-void ProgressDisplay::Expect(const std::vector<images::Descriptor>& blobs) {
+void ProgressDisplay::Expect(size_t blobs, uint64_t bytes) {
   std::lock_guard lock(mu_);
-  expected_blobs_ = blobs.size();
-  expected_bytes_ = 0;
-  for (const images::Descriptor& d : blobs) expected_bytes_ += static_cast<uint64_t>(d.size);
+  expected_blobs_ = blobs;
+  expected_bytes_ = bytes;
 }
 
-ProgressDisplay::Blob& ProgressDisplay::Find(const Digest& digest, bool* created) {
+ProgressDisplay::Blob& ProgressDisplay::Find(const std::string& digest, bool* created) {
   for (Blob& b : blobs_) {
     if (b.digest == digest) return b;
   }
@@ -77,7 +76,7 @@ ProgressDisplay::Blob& ProgressDisplay::Find(const Digest& digest, bool* created
   return b;
 }
 
-void ProgressDisplay::Update(const images::BlobProgress& p) {
+void ProgressDisplay::Update(const Progress& p) {
   if (mode_ == ProgressMode::kQuiet) return;
   std::lock_guard lock(mu_);
   if (finished_) return;
@@ -186,7 +185,7 @@ void ProgressDisplay::Redraw(Clock::time_point now) {
   frame += "\r\033[J";
   for (const std::string& m : pending_messages_) frame += m + "\n";
   pending_messages_.clear();
-  for (const Digest& d : pending_lines_) {
+  for (const std::string& d : pending_lines_) {
     bool unused = false;
     frame += Fit(DoneLine(Find(d, &unused))) + "\n";
   }

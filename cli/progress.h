@@ -10,8 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "images/manifest.h"
-#include "images/transport.h"
+#include "imgstore/types.hpp"
 
 namespace imgstore::cli {
 
@@ -36,9 +35,9 @@ class ProgressDisplay {
 
   // The blobs the operation will report, when it knows them ahead: the overall line then shows
   // "done/total" blobs and bytes.
-  void Expect(const std::vector<images::Descriptor>& blobs);
+  void Expect(size_t blobs, uint64_t bytes);
   // One report of one blob (thread-safe; calls may come from several threads).
-  void Update(const images::BlobProgress& p);
+  void Update(const Progress& p);
   // A line of the command's own (a lock-wait notice) printed as is, with a newline: on a
   // terminal above the live region, which is redrawn below it instead of being scrolled apart.
   // Shown even when quiet (it explains a wait, it is not progress). Thread-safe.
@@ -50,7 +49,7 @@ class ProgressDisplay {
  private:
   enum class State { kCopying, kDone, kExists, kMounted };
   struct Blob {
-    Digest digest;
+    std::string digest;
     uint64_t done = 0;
     uint64_t total = 0;
     State state = State::kCopying;
@@ -61,7 +60,7 @@ class ProgressDisplay {
   using Clock = std::chrono::steady_clock;
 
   // The blob's entry; a new one (*created set) on its first report.
-  Blob& Find(const Digest& digest, bool* created);
+  Blob& Find(const std::string& digest, bool* created);
   std::string DoneLine(const Blob& b) const;
   std::string BarLine(const Blob& b, Clock::time_point now) const;
   std::string TotalLine(Clock::time_point now) const;
@@ -78,7 +77,7 @@ class ProgressDisplay {
   std::vector<Blob> blobs_;  // in order of their first report
   size_t expected_blobs_ = 0;
   uint64_t expected_bytes_ = 0;
-  std::vector<Digest> pending_lines_;          // blobs done since the last redraw, in order
+  std::vector<std::string> pending_lines_;     // blobs done since the last redraw, in order
   std::vector<std::string> pending_messages_;  // Message() lines not yet drawn
   int live_lines_ = 0;                         // lines of the live region on screen now
   bool started_ = false;                       // a report came: Finish() draws the last frame

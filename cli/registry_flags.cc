@@ -1,8 +1,7 @@
 // The registry flags (see registry_flags.h).
-#include "cli/registry_flags.h"
+#include "registry_flags.h"
 
-#include "registry/credentials.h"
-#include "util/duration.h"
+#include "imgstore/parse.hpp"
 
 namespace imgstore::cli {
 
@@ -23,21 +22,22 @@ void AddRegistryFlags(CLI::App* sub, RegistryFlags* flags, bool with_creds) {
                   "delay before the first retry, doubled each time (default 500ms)");
 }
 
-Result<registry::RegistryOptions> ToRegistryOptions(const RegistryFlags& flags) {
-  registry::RegistryOptions reg;
+Result<RegistryOptions> ToRegistryOptions(const RegistryFlags& flags) {
+  RegistryOptions reg;
   if (!flags.creds.empty()) {
-    Result<registry::Credentials> c = registry::ParseCredentials(flags.creds);
+    // Checked here so that the error names the flag (the library would name the operation).
+    Result<Credentials> c = ParseCredentials(flags.creds);
     if (!c.ok()) return c.status().WithContext("--creds");
-    reg.credentials = std::move(*c);
+    reg.credentials = flags.creds;
   }
   reg.auth_file = flags.authfile;
   reg.tls_verify = flags.tls_verify;
   reg.cert_dir = flags.cert_dir;
-  reg.retry.max_attempts = flags.retry_times + 1;
+  reg.retry_times = flags.retry_times;
   if (!flags.retry_delay.empty()) {
     Result<std::chrono::nanoseconds> d = ParseDuration(flags.retry_delay);
     if (!d.ok()) return d.status().WithContext("--retry-delay");
-    reg.retry.initial_delay = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    reg.retry_delay = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
   return reg;
 }

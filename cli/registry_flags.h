@@ -5,8 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "registry/registry_options.h"
-#include "util/status.h"
+#include "imgstore/status.hpp"
+#include "imgstore/types.hpp"
 
 namespace imgstore::cli {
 
@@ -24,6 +24,6 @@ struct RegistryFlags {
 void AddRegistryFlags(CLI::App* sub, RegistryFlags* flags, bool with_creds = true);
 
 // The options the flags describe. Errors name the flag.
-Result<registry::RegistryOptions> ToRegistryOptions(const RegistryFlags& flags);
+Result<RegistryOptions> ToRegistryOptions(const RegistryFlags& flags);
 
 }  // namespace imgstore::cli

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ cmake ninja-build pkg-config clang clang-format
+  # libFuzzer and the sanitizer runtimes of clang, and symbolized stacks (scripts/fuzz.sh)
+  libclang-rt-14-dev llvm-14
   # libraries imgstore builds with
   libsqlite3-dev libzstd-dev zlib1g-dev libarchive-dev libssl-dev libcurl4-openssl-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev

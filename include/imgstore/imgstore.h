@@ -264,6 +264,40 @@ int imgstore_lock_list_pid(const imgstore_lock_list* list, size_t i); /* 0: none
 const char* imgstore_lock_list_operation(const imgstore_lock_list* list, size_t i);
 void imgstore_lock_list_free(imgstore_lock_list* list);
 
+/* The space the store takes, and what imgstore_gc would reclaim now (df). Filled by the
+ * library; like imgstore_gc_report it never gains fields (a new function would come instead). */
+typedef struct imgstore_disk_usage {
+  uint64_t images;
+  uint64_t blobs;
+  uint64_t blob_bytes;
+  uint64_t reclaimable_blobs;
+  uint64_t reclaimable_bytes;
+  uint64_t layers;      /* unpacked layers in the layer cache */
+  uint64_t layer_bytes; /* their unpacked size */
+  uint64_t reclaimable_layers;
+  uint64_t reclaimable_layer_bytes;
+} imgstore_disk_usage;
+
+imgstore_code imgstore_df(imgstore_store* store, imgstore_disk_usage* out, imgstore_error** err);
+
+/* The id ("sha256:...") of `image` (name, id, unique id prefix or manifest digest), which the
+ * caller frees with imgstore_string_free: to act on one image while its names may move. */
+imgstore_code imgstore_resolve(imgstore_store* store, const char* image, char** image_id,
+                               imgstore_error** err);
+
+/* --- Registry login ------------------------------------------------------------------------- */
+
+/* Checks username/password against `registry` ("HOST[:PORT]" or "HOST[:PORT]/NAMESPACE") and,
+ * when it accepts them, stores them in the auth file that pulls and pushes read: the options'
+ * auth file, else $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json or
+ * ~/.config/containers/auth.json. options (may be NULL): auth file, cert dir, TLS verification;
+ * its credentials are ignored. No message quotes the password. */
+imgstore_code imgstore_login(const char* registry, const char* username, const char* password,
+                             const imgstore_copy_options* options, imgstore_error** err);
+/* Removes the credentials of `registry` (NULL: of every registry) from auth_file (NULL: the
+ * default, as for imgstore_login). IMGSTORE_ERR_NOT_FOUND when there were none for registry. */
+imgstore_code imgstore_logout(const char* registry, const char* auth_file, imgstore_error** err);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "imgstore/parse.hpp"
+#include "imgstore/registry.hpp"
 #include "imgstore/status.hpp"
 #include "imgstore/types.hpp"
 
@@ -38,6 +40,14 @@ class Store {
   // $IMGSTORE_ROOT, else /var/lib/imgstore for root, else $XDG_DATA_HOME/imgstore, else
   // ~/.local/share/imgstore.
   static Result<std::string> DefaultRoot();
+  // Whether a store has been created at `root` (false when it or its database is missing),
+  // without creating or locking anything: a reader can then show an empty store instead of
+  // creating one (after a typo in the root, say).
+  static Result<bool> Exists(const std::string& root);
+  // Who holds and waits for the locks of the store at `root`, and its leases, without opening
+  // the store: no lock is taken, so this answers while a writer holds the store's locks (a
+  // "why is this waiting" display). `all` also lists idle locks.
+  static Result<LocksReport> ListLocks(const std::string& root, bool all = false);
 
   ~Store();
   Store(const Store&) = delete;
@@ -60,6 +70,10 @@ class Store {
   // without: the images of that repository).
   Result<std::vector<ImageSummary>> List(std::string_view filter = {});
   Result<ImageDetails> Inspect(std::string_view image);
+  // The id ("sha256:HEX") of `image` (a name, id, unique id prefix of at least kMinIdPrefix hex
+  // digits, or manifest digest): kNotFound "image not known: ...", kInvalidArgument for text
+  // that is none of these. Resolve once to act on one image while names may move.
+  Result<std::string> Resolve(std::string_view image);
   // Gives `image` the name (a name held by another image moves here).
   Status Tag(std::string_view image, std::string_view name);
   // Removes the given names of the image, or all of them when `names` is empty.
@@ -83,6 +97,8 @@ class Store {
 
   // Removes what no image references and nothing uses (blobs, layers, dead leases).
   Result<GcReport> Gc(const GcOptions& options = {});
+  // The space the store takes, and what Gc would reclaim now (df).
+  Result<DiskUsage> Df();
   // Verifies the store's invariants; with repair, fixes what can be fixed.
   Result<CheckReport> Check(const CheckOptions& options = {});
   // Who holds and waits for the store's locks, and the leases; `all` also lists idle locks.

@@ -48,6 +48,8 @@ struct RegistryOptions {
   bool tls_verify = true;
   std::string cert_dir;  // a certs.d-style directory (CA *.crt, client.cert/client.key)
   int retry_times = 3;   // retries of a request that failed for a passing reason
+  // The delay before the first retry, doubled for each next one; unset: 500 ms.
+  std::optional<std::chrono::milliseconds> retry_delay;
 };
 
 // Progress of one blob of a pull or push.
@@ -56,6 +58,7 @@ struct Progress {
   uint64_t done = 0;     // bytes copied so far
   uint64_t total = 0;    // the blob's size
   bool skipped = false;  // not copied: already present at the other end
+  bool mounted = false;  // skipped because a registry mounted it from another repository
 };
 // Called from the operation's threads, never concurrently (calls are serialized).
 using ProgressCallback = std::function<void(const Progress&)>;
@@ -67,6 +70,10 @@ struct PullOptions {
   bool verify_diff_ids = false;    // also decompress each layer and check its diffID
   RegistryOptions registry;
   ProgressCallback on_progress;
+  // Called once, before the first blob is fetched, with the number of blobs on_progress will
+  // report (config and distinct layers) and their total size, for a display's totals. May be
+  // empty.
+  std::function<void(size_t blobs, uint64_t bytes)> on_blobs;
   std::optional<CancelToken> cancel;
 };
 
@@ -97,9 +104,10 @@ struct ImageSummary {
   std::string id;                  // the config digest
   std::vector<std::string> names;  // normalized references, sorted
   std::string manifest_digest;
-  uint64_t size = 0;          // compressed bytes (layers, config, manifest)
-  std::string created;        // RFC 3339 UTC, "" when the config says nothing
-  int64_t added_unix_ns = 0;  // when it entered this store
+  uint64_t size = 0;            // compressed bytes (layers, config, manifest)
+  std::string created;          // RFC 3339 UTC, "" when the config says nothing
+  int64_t created_unix_ns = 0;  // the same in Unix nanoseconds; 0 when unknown
+  int64_t added_unix_ns = 0;    // when it entered this store
   std::string os;
   std::string architecture;
   std::string variant;
@@ -132,11 +140,16 @@ struct LayerOptions {
   // Called when the call extracts a layer (the rest come from the layer cache): before
   // (done=false) and after (done=true). May be empty.
   std::function<void(const std::string& chain_id, bool done)> on_extract;
+  // A problem of a layer that does not fail the call (entries skipped, one line). May be empty.
+  std::function<void(const std::string& line)> on_warning;
   std::optional<CancelToken> cancel;
 };
 
 struct UnpackOptions {
   LayerOptions layers;
+  // Fill the layer cache on the way (default). false: layers not cached are extracted straight
+  // into the destination, and the cache stays as it was.
+  bool use_cache = true;
 };
 
 struct UnpackResult {
@@ -156,12 +169,14 @@ struct MountOptions {
 struct MountInfo {
   std::string name;
   std::string image_id;
+  std::string manifest_digest;
   std::string image_name;  // the name it was mounted by ("" when by id)
   std::string path;        // the mount point
   std::string upper_dir;   // overlay: the container's changes; copy: ""
   std::string kind;        // "overlay" or "copy"
   bool mounted = false;
   int64_t created_unix_ns = 0;
+  std::vector<std::string> layers;  // the chain ids of its layers, base first
 };
 
 struct CommitOptions {
@@ -177,6 +192,8 @@ struct CommitResult {
   std::string id;
   std::string manifest_digest;
   std::string layer_digest;  // "" when there were no changes (no layer added)
+  uint64_t layer_size = 0;   // the new layer blob's size (0 without a layer)
+  std::string diff_id;       // the new layer's diffID ("" without a layer)
 };
 
 struct GcOptions {
@@ -189,7 +206,22 @@ struct GcReport {
   int manifests_removed = 0;
   int layers_removed = 0;
   int leases_removed = 0;
-  int skipped_busy = 0;
+  int lock_files_removed = 0;    // idle lock files (those held stay)
+  int orphan_files_removed = 0;  // blob files without a record, left by a crash
+  int skipped_busy = 0;          // candidates in use by an ingest or unpack now
+};
+
+// Store::Df: the space the store takes, and what Gc would reclaim now.
+struct DiskUsage {
+  uint64_t images = 0;
+  uint64_t blobs = 0;
+  uint64_t blob_bytes = 0;
+  uint64_t reclaimable_blobs = 0;
+  uint64_t reclaimable_bytes = 0;
+  uint64_t layers = 0;       // unpacked layers in the layer cache
+  uint64_t layer_bytes = 0;  // their unpacked size
+  uint64_t reclaimable_layers = 0;
+  uint64_t reclaimable_layer_bytes = 0;
 };
 
 struct CheckOptions {
@@ -222,6 +254,7 @@ struct LockHolder {
   std::string mode;  // "shared", "upgradable", "exclusive"
   std::string operation;
   int64_t since_unix_ns = 0;
+  int threads = 0;  // threads of the process that hold it (shared holds of one process)
 };
 
 struct LockEntry {
@@ -242,5 +275,39 @@ struct LocksReport {
   std::vector<LockEntry> locks;
   std::vector<LeaseEntry> leases;
 };
+
+// A parsed, normalized image reference (ParseReference, parse.hpp). Every form is filled.
+struct Reference {
+  std::string domain;               // "docker.io", "localhost:5000"
+  std::string path;                 // "library/alpine"
+  std::string tag;                  // "latest"; "" when none was given
+  std::string digest;               // "sha256:..."; "" when none was given
+  std::string name;                 // fully qualified: "docker.io/library/alpine:latest"
+  std::string repository;           // domain/path: "docker.io/library/alpine"
+  std::string familiar;             // docker's short form: "alpine:latest", "localhost:5000/x"
+  std::string familiar_repository;  // familiar without tag and digest: "alpine"
+};
+
+// "os/arch[/variant]" parsed (ParsePlatform, parse.hpp).
+struct Platform {
+  std::string os;
+  std::string architecture;
+  std::string variant;
+};
+
+// Registry credentials (ParseCredentials, parse.hpp; Login, registry.hpp).
+struct Credentials {
+  std::string username;
+  std::string password;  // a secret: no message of the library quotes it
+};
+
+// A pull source or push destination split into its transport and the rest (ParseTransport).
+struct TransportSpec {
+  std::string transport;  // "docker", "oci", "oci-archive", "docker-archive"
+  std::string rest;       // the reference without "docker://", or "DIR[:REF]", "FILE[:REF]"
+};
+
+// The shortest hex prefix of an image id that names an image (Store::Resolve).
+inline constexpr size_t kMinIdPrefix = 3;
 
 }  // namespace imgstore

@@ -29,7 +29,11 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
     CommitResult out;
     out.id = r->image.id.ToString();
     out.manifest_digest = r->image.manifest_digest.ToString();
-    if (!r->layer_digest.ToString().empty()) out.layer_digest = r->layer_digest.ToString();
+    if (!r->layer_digest.ToString().empty()) {
+      out.layer_digest = r->layer_digest.ToString();
+      out.layer_size = r->layer_size;
+      out.diff_id = r->diff_id.ToString();
+    }
     return out;
   });
 }

@@ -12,7 +12,9 @@
 #include <string_view>
 #include <type_traits>
 
+#include "images/reference.h"
 #include "imgstore/store.hpp"
+#include "locking/locking.h"
 #include "registry/registry_options.h"
 #include "store/store.h"
 #include "util/status.h"
@@ -33,6 +35,11 @@ Result<registry::RegistryOptions> ToRegistryOptions(const RegistryOptions& optio
                                                     std::function<bool()> cancelled);
 
 store::LayerUseOptions ToLayerUseOptions(const LayerOptions& options, std::string operation);
+
+Reference ToReference(const images::Reference& r);
+
+// The locks and leases of a lock space, as Store::Locks and Store::ListLocks report them.
+Result<LocksReport> ListLocks(const locking::LockSpace& space, bool all);
 
 // Runs f; an exception that escapes it (std::bad_alloc above all, or one thrown by a caller's
 // callback on the calling thread) becomes a kInternal status naming `what`.

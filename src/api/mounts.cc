@@ -10,12 +10,14 @@ MountInfo ToMountInfo(const store::MountInfo& m) {
   MountInfo out;
   out.name = m.name;
   out.image_id = m.image_id.ToString();
+  out.manifest_digest = m.manifest_digest.ToString();
   out.image_name = m.image_name;
   out.path = m.path;
   out.upper_dir = m.upper_dir;
   out.kind = m.kind;
   out.mounted = m.mounted;
   out.created_unix_ns = m.created_unix_ns;
+  for (const Digest& c : m.chain_ids) out.layers.push_back(c.ToString());
   return out;
 }
 

@@ -3,7 +3,10 @@
 // locking, crash and thread-safety rules are the store's.
 #include "imgstore/store.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include "api/convert.h"
@@ -22,6 +25,7 @@ ImageSummary ToSummary(const store::ImageSummary& s) {
   out.manifest_digest = s.manifest_digest.ToString();
   out.size = s.size;
   out.created = s.created;
+  out.created_unix_ns = s.created_unix_ns;
   out.added_unix_ns = s.added_unix_ns;
   out.os = s.os;
   out.architecture = s.architecture;
@@ -30,12 +34,7 @@ ImageSummary ToSummary(const store::ImageSummary& s) {
 }
 
 void Report(const ProgressCallback& cb, const images::BlobProgress& p) {
-  cb(Progress{p.digest.ToString(), p.done, p.total, p.skipped});
-}
-
-LockHolder ToHolder(const locking::HolderInfo& h) {
-  return LockHolder{static_cast<int>(h.pid), std::string(locking::LockModeName(h.mode)),
-                    h.operation, h.since_unix_ns};
+  cb(Progress{p.digest.ToString(), p.done, p.total, p.skipped, p.mounted});
 }
 
 }  // namespace
@@ -71,6 +70,24 @@ Result<std::string> Store::DefaultRoot() {
   return api::Guarded("default root", [] { return store::Store::DefaultRoot(); });
 }
 
+Result<bool> Store::Exists(const std::string& root) {
+  return api::Guarded("open store", [&]() -> Result<bool> {
+    const std::string db = root + "/meta.db";
+    struct stat st;
+    if (::stat(db.c_str(), &st) == 0) return true;
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    return Status::FromErrno(errno, "open store " + root + ": " + db);
+  });
+}
+
+Result<LocksReport> Store::ListLocks(const std::string& root, bool all) {
+  return api::Guarded("locks", [&]() -> Result<LocksReport> {
+    Result<locking::LockSpace> space = locking::LockSpace::Open(root + "/locks");
+    if (!space.ok()) return space.status();
+    return api::ListLocks(*space, all);
+  });
+}
+
 const std::string& Store::root() const { return impl_->store->root(); }
 
 Result<PullResult> Store::Pull(std::string_view source, const PullOptions& options) {
@@ -95,6 +112,13 @@ Result<PullResult> Store::Pull(std::string_view source, const PullOptions& optio
     po.operation = "pull " + (*src)->Describe();
     if (options.on_progress) {
       po.on_progress = [cb = options.on_progress](const images::BlobProgress& p) { Report(cb, p); };
+    }
+    if (options.on_blobs) {
+      po.on_blobs = [cb = options.on_blobs](const std::vector<images::Descriptor>& blobs) {
+        uint64_t bytes = 0;
+        for (const images::Descriptor& d : blobs) bytes += static_cast<uint64_t>(d.size);
+        cb(blobs.size(), bytes);
+      };
     }
     Result<store::PullResult> r = impl_->store->Pull(**src, po);
     if (!r.ok()) return r.status();
@@ -176,6 +200,14 @@ Result<ImageDetails> Store::Inspect(std::string_view image) {
   });
 }
 
+Result<std::string> Store::Resolve(std::string_view image) {
+  return api::Guarded("resolve", [&]() -> Result<std::string> {
+    Result<Digest> id = impl_->store->ResolveImage(image);
+    if (!id.ok()) return id.status();
+    return id->ToString();
+  });
+}
+
 Status Store::Tag(std::string_view image, std::string_view name) {
   return api::Guarded("tag", [&] { return impl_->store->Tag(image, name); });
 }
@@ -207,7 +239,27 @@ Result<GcReport> Store::Gc(const GcOptions& options) {
     out.manifests_removed = r->manifests_removed;
     out.layers_removed = r->layers_removed;
     out.leases_removed = r->leases_removed;
+    out.lock_files_removed = r->lock_files_removed;
+    out.orphan_files_removed = r->orphan_files_removed;
     out.skipped_busy = r->skipped_busy;
+    return out;
+  });
+}
+
+Result<DiskUsage> Store::Df() {
+  return api::Guarded("df", [&]() -> Result<DiskUsage> {
+    Result<store::DiskUsage> u = impl_->store->GetDiskUsage();
+    if (!u.ok()) return u.status();
+    DiskUsage out;
+    out.images = u->images;
+    out.blobs = u->blobs;
+    out.blob_bytes = u->blob_bytes;
+    out.reclaimable_blobs = u->reclaimable_blobs;
+    out.reclaimable_bytes = u->reclaimable_bytes;
+    out.layers = u->layers;
+    out.layer_bytes = u->layer_bytes;
+    out.reclaimable_layers = u->reclaimable_layers;
+    out.reclaimable_layer_bytes = u->reclaimable_layer_bytes;
     return out;
   });
 }
@@ -228,26 +280,7 @@ Result<CheckReport> Store::Check(const CheckOptions& options) {
 }
 
 Result<LocksReport> Store::Locks(bool all) {
-  return api::Guarded("locks", [&]() -> Result<LocksReport> {
-    const locking::LockSpace& space = impl_->store->locks();
-    Result<std::vector<locking::LockInfo>> locks = space.List(!all);
-    if (!locks.ok()) return locks.status();
-    Result<std::vector<locking::LeaseInfo>> leases = space.ListLeases();
-    if (!leases.ok()) return leases.status();
-    LocksReport out;
-    for (const locking::LockInfo& l : *locks) {
-      LockEntry e;
-      e.name = l.name;
-      for (const locking::HolderInfo& h : l.holders) e.holders.push_back(ToHolder(h));
-      for (const locking::HolderInfo& w : l.waiters) e.waiters.push_back(ToHolder(w));
-      out.locks.push_back(std::move(e));
-    }
-    for (const locking::LeaseInfo& le : *leases) {
-      out.leases.push_back(
-          LeaseEntry{le.id, static_cast<int>(le.pid), le.label, le.since_unix_ns, le.alive});
-    }
-    return out;
-  });
+  return api::Guarded("locks", [&] { return api::ListLocks(impl_->store->locks(), all); });
 }
 
 }  // namespace imgstore

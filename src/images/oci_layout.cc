@@ -397,6 +397,14 @@ Result<OciLayoutWriter> OciLayoutWriter::Open(Env* env, std::string dir) {
     }
   }
   IMGSTORE_RETURN_IF_ERROR(env->CreateDirs(w.dir_ + "/blobs/sha256"));
+  // What a writer killed mid-push left (its temporary files are never renamed into place).
+  for (const auto& [dir, prefix] :
+       {std::pair<std::string, std::string>{w.dir_ + "/blobs/sha256", ".tmp-"},
+        {w.dir_, ".index.json.tmp-"},
+        {w.dir_, ".oci-layout.tmp-"}}) {
+    Result<int> swept = RemoveDeadTempFiles(env, dir, prefix);
+    if (!swept.ok()) return swept.status().WithContext("OCI layout " + w.dir_);
+  }
   if (!env->FileExists(w.dir_ + "/oci-layout")) {
     IMGSTORE_RETURN_IF_ERROR(env->WriteFileAtomically(
         w.dir_ + "/oci-layout",

@@ -350,8 +350,11 @@ class DiffWalk {
         e.uid != l.st_uid || e.gid != l.st_gid) {
       return false;
     }
-    if (!S_ISDIR(l.st_mode) &&
-        (e.mtime.tv_sec != l.st_mtim.tv_sec || e.mtime.tv_nsec != l.st_mtim.tv_nsec)) {
+    // A lower layer from a tar without sub-second times (ustar, or pax that records them only
+    // when needed, as our own writer does) has nsec 0: only the seconds can be compared, or a
+    // tree committed and compared again would show every file as changed.
+    if (!S_ISDIR(l.st_mode) && (e.mtime.tv_sec != l.st_mtim.tv_sec ||
+                                (l.st_mtim.tv_nsec != 0 && e.mtime.tv_nsec != l.st_mtim.tv_nsec))) {
       return false;
     }
     if (S_ISREG(l.st_mode) && e.size != static_cast<uint64_t>(l.st_size)) return false;

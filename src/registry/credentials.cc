@@ -130,7 +130,11 @@ Result<nlohmann::ordered_json> ReadAuthFileForEdit(const std::string& path, bool
 }
 
 Status WriteAuthFile(const std::string& path, const nlohmann::ordered_json& doc) {
-  return Env::Default()->WriteFileAtomically(path, doc.dump(1, '\t') + "\n", 0600);
+  Env* env = Env::Default();
+  // A login killed before its rename left its temporary file (it holds a secret: remove it).
+  Result<int> swept = RemoveDeadTempFiles(env, DirName(path), "." + BaseName(path) + ".tmp-");
+  if (!swept.ok()) return swept.status().WithContext("auth file " + path);
+  return env->WriteFileAtomically(path, doc.dump(1, '\t') + "\n", 0600);
 }
 
 // How long an edit waits for another process's edit of the same auth file: an edit takes

@@ -266,7 +266,9 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
   if (!info.ok()) {
     // Keep "no file without a row"; if this removal fails too, the log entry stays and the
     // next open finishes it.
-    if (!had_row && env_->RemoveFile(target).ok()) (void)ClearPendingBlob(expected);
+    if (!had_row && env_->RemoveFile(target).ok() && env_->SyncDir(BlobsDir(root_)).ok()) {
+      (void)ClearPendingBlob(expected);
+    }
     return info.status().WithContext(what);
   }
   return IngestResult{std::move(*info), true};
@@ -307,6 +309,9 @@ Status Store::RemoveBlob(const Digest& digest) {
   Status s = env_->RemoveFile(BlobPath(digest));
   if (s.code() == Code::kNotFound) s = Status::OK();
   if (!s.ok()) return s.WithContext(what);  // the log entry stays: the next open retries
+  // The unlink must be durable before the log entry goes (a power loss would bring it back).
+  s = env_->SyncDir(BlobsDir(root_));
+  if (!s.ok()) return s.WithContext(what);
   IMGSTORE_RETURN_IF_ERROR(ClearPendingBlob(digest));
   if (removed_rows == 0) return Status(Code::kNotFound, what + ": not in the store");
   return Status::OK();

@@ -13,11 +13,13 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "images/image_config.h"
 #include "images/manifest.h"
 #include "images/media_types.h"
 #include "layers/tree.h"
@@ -156,6 +158,41 @@ Result<NewDocs> BuildDocs(const ImageDetails& base, const images::ImageManifest&
   return out;
 }
 
+// The base of a mount, from what the mount itself keeps (its manifest and config blobs and its
+// layers stay while it exists): its image may have been removed since it was mounted.
+Result<ImageDetails> MountBase(Store& store, const MountInfo& mount) {
+  const std::string what = "mount " + mount.name + ": base image " + mount.image_id.ToString();
+  images::ParseLimits limits;
+  ImageDetails d;
+  Result<std::string> manifest = store.ReadBlob(mount.manifest_digest, limits.max_manifest_bytes);
+  if (!manifest.ok()) return manifest.status().WithContext(what);
+  Result<std::string> config = store.ReadBlob(mount.image_id, limits.max_config_bytes);
+  if (!config.ok()) return config.status().WithContext(what);
+  Result<images::ImageManifest> m = images::ParseImageManifest(*manifest, "", limits);
+  if (!m.ok()) return m.status().WithContext(what);
+  Result<images::ImageConfig> c = images::ParseImageConfig(*config, limits);
+  if (!c.ok()) return c.status().WithContext(what);
+  const std::vector<Digest> chains = ChainIds(c->diff_ids);
+  if (m->layers.size() != c->diff_ids.size() || chains != mount.chain_ids) {
+    return Status(Code::kCorruption, what + ": its layers disagree with the mount's");
+  }
+  for (size_t i = 0; i < m->layers.size(); ++i) {
+    LayerRecord l;
+    l.digest = m->layers[i].digest;
+    l.media_type = m->layers[i].media_type;
+    l.size = m->layers[i].size;
+    l.diff_id = c->diff_ids[i];
+    l.chain_id = chains[i];
+    d.layers.push_back(std::move(l));
+  }
+  d.summary.id = mount.image_id;
+  d.summary.manifest_digest = mount.manifest_digest;
+  d.manifest_media_type = m->media_type;
+  d.manifest = std::move(*manifest);
+  d.config = std::move(*config);
+  return d;
+}
+
 }  // namespace
 
 Result<CommitResult> Store::Commit(std::string_view source, std::string_view base_image,
@@ -166,6 +203,7 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
   std::string base;
   std::string upper_dir;  // an overlay mount: its upper directory holds the changes
   std::string dir;        // otherwise: a tree compared with the base's layers
+  std::optional<MountInfo> mount;
   if (!base_image.empty()) {
     base = std::string(base_image);
     dir = src;
@@ -175,10 +213,11 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
       return Status(Code::kInvalidArgument, "commit: " + dir + " is not a directory");
     }
   } else {
-    Result<MountInfo> mount = GetMount(src);
-    if (!mount.ok()) {
-      return mount.status().WithContext("commit (give a base image to commit a directory)");
+    Result<MountInfo> got = GetMount(src);
+    if (!got.ok()) {
+      return got.status().WithContext("commit (give a base image to commit a directory)");
     }
+    mount = std::move(*got);
     base = mount->image_id.ToString();
     if (mount->kind == "overlay") {
       upper_dir = mount->upper_dir;
@@ -189,7 +228,7 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
 
   Result<std::unique_ptr<StoreLease>> lease = CreateLease(op);
   if (!lease.ok()) return lease.status();
-  Result<ImageDetails> details = InspectImage(base);
+  Result<ImageDetails> details = mount ? MountBase(*this, *mount) : InspectImage(base);
   if (!details.ok()) return details.status().WithContext("commit: base image");
   {
     std::vector<Digest> pins = {details->summary.id};
@@ -218,8 +257,8 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
   if (upper_dir.empty()) {
     LayerUseOptions use;
     use.operation = op;
-    Result<LayerSet> got = AcquireLayers(details->summary.id.ToString(), use);
-    if (!got.ok()) return got.status().WithContext("commit");
+    Result<LayerSet> got = AcquireLayerRecords(details->layers, use);
+    if (!got.ok()) return got.status().WithContext("commit: layers of " + base);
     lower = std::move(*got);
   }
 

@@ -289,7 +289,8 @@ Result<std::unique_ptr<Connection>> Db::Connect() {
   // NOMUTEX: a connection is only ever used by the thread its transaction belongs to.
   int flags =
       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-  int rc = sqlite3_open_v2(path_.c_str(), &handle, flags, nullptr);
+  int rc = sqlite3_open_v2(path_.c_str(), &handle, flags,
+                           options_.vfs.empty() ? nullptr : options_.vfs.c_str());
   if (rc != SQLITE_OK) {
     Status s = SqliteStatus(handle, rc, path_, "open", options_.busy_timeout);
     sqlite3_close_v2(handle);
@@ -337,13 +338,28 @@ Result<ReadTransaction> Db::BeginRead() {
   return txn;
 }
 
+bool WriterGate::Enter(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (!cv_.wait_for(l, timeout, [this] { return !taken_; })) return false;
+  taken_ = true;
+  return true;
+}
+
+void WriterGate::Leave() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    taken_ = false;
+  }
+  cv_.notify_one();
+}
+
 Result<WriteTransaction> Db::BeginWrite() {
-  std::unique_lock<std::timed_mutex> writer(writer_mu_, std::defer_lock);
-  if (!writer.try_lock_for(options_.busy_timeout)) {
+  if (!writer_gate_.Enter(options_.busy_timeout)) {
     return Status(Code::kTimeout, "timed out after " + Seconds(options_.busy_timeout) +
                                       " waiting for the database " + path_ +
                                       " (another thread of this process is writing)");
   }
+  std::unique_ptr<WriterGate, LeaveWriterGate> writer(&writer_gate_);
   Result<std::unique_ptr<Connection>> conn = Lend();
   if (!conn.ok()) return conn.status();
   WriteTransaction txn(this, std::move(*conn), std::move(writer));

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -38,6 +39,9 @@ struct DbOptions {
   // and for another thread's (the in-process writer mutex). A backstop: write transactions are
   // milliseconds long, so reaching it means something is stuck.
   std::chrono::milliseconds busy_timeout = std::chrono::seconds(30);
+  // The registered SQLite VFS every connection opens the file with; empty: SQLite's default.
+  // Tests use it to fail and power-cut SQLite's own I/O (tests/common/fault_vfs.h).
+  std::string vfs;
 };
 
 class Db;
@@ -168,6 +172,24 @@ class ReadTransaction : public Transaction {
   using Transaction::Transaction;
 };
 
+// One in-process writer at a time, waited for with a deadline. Not a std::timed_mutex: its timed
+// lock is pthread_mutex_clocklock, which ThreadSanitizer (gcc 12's libtsan) does not intercept, so
+// it saw every unlock as the unlock of a free mutex and no order between two writers.
+class WriterGate {
+ public:
+  // False if another writer kept the gate for all of `timeout`.
+  bool Enter(std::chrono::milliseconds timeout);
+  void Leave();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool taken_ = false;
+};
+struct LeaveWriterGate {
+  void operator()(WriterGate* gate) const { gate->Leave(); }
+};
+
 // BEGIN IMMEDIATE: takes the database's write lock at once, so the transaction never fails
 // half-way for want of it. Rolled back on destruction unless Commit() succeeded. Keep it short:
 // no network or bulk file I/O inside, and no waiting for file locks (lock order).
@@ -181,9 +203,10 @@ class WriteTransaction : public Transaction {
 
  private:
   friend class Db;
-  WriteTransaction(Db* db, std::unique_ptr<Connection> conn, std::unique_lock<std::timed_mutex> w)
+  WriteTransaction(Db* db, std::unique_ptr<Connection> conn,
+                   std::unique_ptr<WriterGate, LeaveWriterGate> w)
       : Transaction(db, std::move(conn)), writer_(std::move(w)) {}
-  std::unique_lock<std::timed_mutex> writer_;
+  std::unique_ptr<WriterGate, LeaveWriterGate> writer_;
 };
 
 class Db {
@@ -212,7 +235,7 @@ class Db {
   DbOptions options_;
   std::mutex pool_mu_;  // guards idle_ only; never held while waiting for anything
   std::vector<std::unique_ptr<Connection>> idle_;
-  std::timed_mutex writer_mu_;  // one in-process writer at a time
+  WriterGate writer_gate_;
 };
 
 // The Status for a SQLite result code: the database path, what was being done, SQLite's message.

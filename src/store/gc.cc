@@ -156,6 +156,15 @@ Result<std::optional<locking::LockGuard>> TryLock(const locking::LockSpace& lock
   return g.status();
 }
 
+// Makes removals from blobs/ and layers/ durable before the intent log forgets them: after a
+// power loss an unlink whose directory was never synced is undone, and the file would be back
+// with nothing left to say that it is garbage (docs/power-loss.md).
+Status SyncRemovals(Env* env, const std::string& root, bool blobs, bool layers) {
+  if (blobs) IMGSTORE_RETURN_IF_ERROR(env->SyncDir(BlobsDir(root)));
+  if (layers) IMGSTORE_RETURN_IF_ERROR(env->SyncDir(root + "/layers"));
+  return Status::OK();
+}
+
 // Keeps the first error of a series of independent steps (each file is removed even when an
 // earlier one could not be).
 void Keep(Status* first, Status s) {
@@ -265,6 +274,10 @@ Result<PendingResult> FinishPendingRemovals(Db& db, Env* env, const locking::Loc
       }
       done.push_back(h.entry);
     }
+    bool blobs = false;
+    bool layers = false;
+    for (const Held& h : held) (h.entry->kind == kPendingBlob ? blobs : layers) = true;
+    IMGSTORE_RETURN_IF_ERROR(SyncRemovals(env, root, blobs, layers));
 
     // 4. The entries, while the locks are still held: a gc of the same object try-locks it
     //    before its transaction, so no new entry for it can appear between the removal and this.
@@ -467,6 +480,11 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
     } else {
       Keep(&first_error, s);
     }
+  }
+  if (!finished.empty()) {
+    Status s = SyncRemovals(env_, root_, !removed_blobs.empty(), !removed_layer_dirs.empty());
+    Keep(&first_error, s);
+    if (!s.ok()) finished.clear();  // the entries stay: the next open removes and syncs again
   }
   if (!finished.empty()) {
     // Bookkeeping only: if it fails, the next open finds the files gone (ENOENT) and drops the

@@ -501,14 +501,21 @@ Status CheckLayers(Db& db, Env* env, const locking::LockSpace& locks, const std:
 Result<LayerSet> Store::AcquireLayers(std::string_view image, const LayerUseOptions& options) {
   Result<ImageDetails> details = InspectImage(image);
   if (!details.ok()) return details.status();
+  Result<LayerSet> set = AcquireLayerRecords(details->layers, options);
+  if (!set.ok()) return set.status().WithContext("layers of " + std::string(image));
+  return set;
+}
+
+Result<LayerSet> Store::AcquireLayerRecords(std::span<const LayerRecord> layers,
+                                            const LayerUseOptions& options) {
   const layer_cache::Context ctx{
       this, root_, env_, *db_, locks_, options_.lock_timeout, options_.on_wait};
   LayerSet set;
   std::vector<std::string> lower;  // nearest first
-  for (const LayerRecord& layer : details->layers) {
+  for (const LayerRecord& layer : layers) {
     Result<layer_cache::HeldLayer> held =
         layer_cache::UseLayer(ctx, layer, lower, options, /*apply_dir=*/"", /*extract=*/true);
-    if (!held.ok()) return held.status().WithContext("layers of " + std::string(image));
+    if (!held.ok()) return held.status();
     lower.insert(lower.begin(), held->dir);
     set.chain_ids_.push_back(layer.chain_id);
     set.dirs_.push_back(held->dir);

@@ -472,6 +472,17 @@ Result<MountInfo> Store::Mount(std::string_view image, const MountOptions& optio
   {
     Result<WriteTransaction> txn = db_->BeginWrite();
     if (!txn.ok()) return txn.status();
+    // An rmi since step 1 took the manifest row the insert refers to: say so, not "FOREIGN KEY
+    // constraint failed".
+    Result<Statement> exists = txn->Prepare("SELECT 1 FROM images WHERE id = ?");
+    if (!exists.ok()) return exists.status();
+    exists->Bind(1, resolved.id.ToString());
+    Result<bool> found = exists->Step();
+    if (!found.ok()) return found.status();
+    if (!*found) {
+      return Status(Code::kNotFound, what + ": image not known: " + resolved.id.ToString() +
+                                         " (removed while being mounted)");
+    }
     Result<Statement> st = txn->Prepare(
         "INSERT INTO mounts (name, image_id, manifest_digest, image_name, kind, state, created) "
         "VALUES (?, ?, ?, ?, ?, 'creating', ?)");

@@ -123,6 +123,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& root, const StoreO
   if (!locks.ok()) return locks.status().WithContext("open store " + root);
   DbOptions db_options;
   db_options.busy_timeout = options.db_busy_timeout;
+  db_options.vfs = options.sqlite_vfs;
   Result<std::unique_ptr<Db>> db = Db::Open(root + "/meta.db", db_options);
   if (!db.ok()) return db.status().WithContext("open store " + root);
   s = EnsureSchema(**db);

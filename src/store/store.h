@@ -63,6 +63,8 @@ struct StoreOptions {
   locking::Duration lock_timeout = locking::kDefaultLockTimeout;
   // Backstop for waits on SQLite's write lock (db.h).
   std::chrono::milliseconds db_busy_timeout = std::chrono::seconds(30);
+  // The SQLite VFS meta.db is opened with (DbOptions::vfs); empty: SQLite's default. For tests.
+  std::string sqlite_vfs;
   // Called once per lock wait that lasts longer than a second: "waiting for lock NAME held by
   // pid N (OPERATION) for Ts". The CLI prints it on stderr.
   std::function<void(const std::string& line)> on_wait;
@@ -456,6 +458,10 @@ class Store {
   // Makes sure every layer of the image is in the layer cache (extracting what is missing, as
   // the protocol above says) and returns them held for use.
   Result<LayerSet> AcquireLayers(std::string_view image, const LayerUseOptions& options = {});
+  // The same for layers given by their records, base first: a mount's, whose image may have
+  // been removed since (its layers and blobs stay while it exists).
+  Result<LayerSet> AcquireLayerRecords(std::span<const LayerRecord> layers,
+                                       const LayerUseOptions& options = {});
   // A flattened root filesystem of the image in `dir`, which must not exist (its parent must):
   // created, filled, synced; removed again on any error. Bad layers (a tar that escapes, a
   // wrong diffID, a bound exceeded) are one clear error and leave the store unchanged.

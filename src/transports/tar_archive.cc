@@ -62,6 +62,11 @@ Result<std::shared_ptr<RandomAccessFile>> Decompress(Env* env, const std::string
   if (!in.ok()) return in.status();
   Result<TempFile> tmp = TempFile::Create(env, dir, ".imgstore-archive-", 0600);
   if (!tmp.ok()) return tmp.status().WithContext("decompress " + path);
+  // Opened for reading and unlinked before the first byte is written: the descriptors keep the
+  // data, and a process killed while it decompresses leaves nothing behind.
+  Result<std::unique_ptr<RandomAccessFile>> out = env->NewRandomAccessFile(tmp->path());
+  if (!out.ok()) return out.status();
+  IMGSTORE_RETURN_IF_ERROR(env->RemoveFile(tmp->path()));
 
   std::unique_ptr<struct archive, ArchiveDeleter> a(archive_read_new());
   if (!a) return Status(Code::kInternal, "archive_read_new failed");
@@ -95,9 +100,7 @@ Result<std::shared_ptr<RandomAccessFile>> Decompress(Env* env, const std::string
     IMGSTORE_RETURN_IF_ERROR(
         tmp->Append(std::span<const std::byte>(buf).first(static_cast<size_t>(n))));
   }
-  Result<std::unique_ptr<RandomAccessFile>> out = env->NewRandomAccessFile(tmp->path());
-  if (!out.ok()) return out.status();
-  // The open descriptor keeps the data; the name goes now.
+  // Closes the writer (its name is already gone).
   IMGSTORE_RETURN_IF_ERROR(tmp->Abandon());
   return std::shared_ptr<RandomAccessFile>(
       std::make_shared<RenamedFile>(path, std::move(out).value()));

@@ -79,8 +79,7 @@ class TarReader {
 struct TarArchiveOptions {
   TarLimits limits;
   // Where a compressed archive is decompressed to ("" → $TMPDIR, else /tmp). The file is
-  // unlinked as soon as it is open, so nothing is left behind, even by a killed process
-  // (except during the decompression itself).
+  // unlinked before it is written, so nothing is left behind, even by a killed process.
   std::string temp_dir;
   // Bound on the decompressed size, against decompression bombs; 0 means no bound but the
   // space of temp_dir's file system.

@@ -92,7 +92,11 @@ std::string_view Padding(uint64_t size) {
 
 Result<TarWriter> TarWriter::Create(Env* env, const std::string& path) {
   if (path.empty()) return Status(Code::kInvalidArgument, "tar archive: empty path");
-  Result<TempFile> tmp = TempFile::Create(env, DirName(path), "." + BaseName(path) + ".tmp-");
+  const std::string prefix = "." + BaseName(path) + ".tmp-";
+  // An earlier writer of this archive killed before its rename left its temporary file.
+  Result<int> swept = RemoveDeadTempFiles(env, DirName(path), prefix);
+  if (!swept.ok()) return swept.status().WithContext("create tar archive " + path);
+  Result<TempFile> tmp = TempFile::Create(env, DirName(path), prefix);
   if (!tmp.ok()) return tmp.status().WithContext("create tar archive " + path);
   return TarWriter(path, std::move(tmp).value());
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <utility>
@@ -342,7 +343,69 @@ std::string RandomSuffix() {
   return buf;
 }
 
+// This process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or "" when
+// it cannot be read.
+std::string StartTimeOf(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "re");
+  if (f == nullptr) return "";
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return "";
+  int field = 2;
+  while (*p != '\0' && field < 22) {
+    if (*p++ == ' ') ++field;
+  }
+  std::string out;
+  while (*p >= '0' && *p <= '9') out += *p++;
+  return out;
+}
+
+// "PID.STARTTIME" of this process, computed once (a fork gets its own: the pid is read anew).
+std::string OwnerTag() {
+  static thread_local pid_t cached_pid = -1;
+  static thread_local std::string cached;
+  const pid_t pid = ::getpid();
+  if (pid != cached_pid) {
+    cached_pid = pid;
+    cached = std::to_string(pid) + "." + StartTimeOf(pid);
+  }
+  return cached;
+}
+
 }  // namespace
+
+Result<int> RemoveDeadTempFiles(Env* env, const std::string& dir, std::string_view prefix) {
+  Result<std::vector<std::string>> names = env->ListDir(dir);
+  if (!names.ok()) return names.status();
+  int removed = 0;
+  for (const std::string& name : *names) {
+    if (!name.starts_with(prefix)) continue;
+    // PREFIX PID "." STARTTIME "-" RANDOM
+    const std::string_view rest = std::string_view(name).substr(prefix.size());
+    const size_t dot = rest.find('.');
+    const size_t dash = rest.find('-');
+    if (dot == std::string_view::npos || dash == std::string_view::npos || dot > dash) continue;
+    const std::string pid_text(rest.substr(0, dot));
+    const std::string start(rest.substr(dot + 1, dash - dot - 1));
+    if (pid_text.empty() || start.empty() ||
+        pid_text.find_first_not_of("0123456789") != std::string::npos ||
+        start.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9) {
+      continue;
+    }
+    if (StartTimeOf(static_cast<pid_t>(std::stol(pid_text))) == start) continue;  // alive
+    Status s = env->RemoveFile(dir + "/" + name);
+    if (s.ok()) {
+      ++removed;
+    } else if (s.code() != Code::kNotFound) {  // another sweeper was first
+      return s;
+    }
+  }
+  return removed;
+}
 
 Env* Env::Default() {
   static Env* const env = new PosixEnv();
@@ -459,7 +522,7 @@ Result<TempFile> TempFile::Create(Env* env, const std::string& dir, std::string_
   // with the same random state): draw again, a few times.
   Status last;
   for (int attempt = 0; attempt < 8; ++attempt) {
-    std::string path = dir + "/" + std::string(prefix) + RandomSuffix();
+    std::string path = dir + "/" + std::string(prefix) + OwnerTag() + "-" + RandomSuffix();
     Result<std::unique_ptr<WritableFile>> file = env->NewWritableFile(path, options);
     if (file.ok()) return TempFile(env, std::move(path), std::move(file).value());
     last = file.status();

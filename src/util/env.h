@@ -264,7 +264,9 @@ enum class CommitMode {
 // partial file; if the TempFile is destroyed or abandoned first, the temporary file is removed.
 class TempFile {
  public:
-  // Creates DIR/PREFIX<16 random hex digits> exclusively (O_EXCL), with permission bits perm.
+  // Creates DIR/PREFIX<owner>-<16 random hex digits> exclusively (O_EXCL), with permission
+  // bits perm. <owner> names this process ("PID.STARTTIME", see RemoveDeadTempFiles), so that a
+  // file left by a process killed before Commit can be told from one being written.
   static Result<TempFile> Create(Env* env, const std::string& dir,
                                  std::string_view prefix = ".tmp-", mode_t perm = 0644,
                                  bool sync_metadata = false);
@@ -296,6 +298,15 @@ class TempFile {
   std::string path_;
   std::unique_ptr<WritableFile> file_;
 };
+
+// Removes the files of `dir` named PREFIX<owner>-... (TempFile's names) whose owner process is
+// gone (killed before its Commit or Abandon); returns how many. A temporary file of a live
+// process, or a name without an owner, is left alone. The owner is a pid and its start time
+// (field 22 of /proc/PID/stat), so a reused pid does not keep a dead writer's file alive. Only
+// meaningful for directories that processes of this machine write (not a layout shared over
+// NFS by several hosts: another host's writer would look dead). Writers of directories outside
+// the store (an OCI layout, an archive's directory, the auth file's) call it before writing.
+Result<int> RemoveDeadTempFiles(Env* env, const std::string& dir, std::string_view prefix);
 
 // The directory part of a path, lexically: "a/b" → "a", "b" → ".", "/b" → "/", "a/b/" → "a".
 std::string DirName(std::string_view path);

@@ -536,6 +536,97 @@ static void test_store(const char* helper) {
   imgstore_store_close(s);
 }
 
+/* imgstore_df, imgstore_resolve, imgstore_login and imgstore_logout: the ABI additions the CLI's
+ * move onto the public API brought (issue 6). */
+static void test_df_resolve_login(const char* helper) {
+  char root[512], layout[512], source[600], authfile[512];
+  snprintf(root, sizeof root, "%s/root-df", tmp);
+  snprintf(layout, sizeof layout, "%s/layout-df", tmp);
+  snprintf(source, sizeof source, "oci:%s:v1", layout);
+  snprintf(authfile, sizeof authfile, "%s/auth.json", tmp);
+  make_layout(helper, layout, 3);
+
+  imgstore_disk_usage du;
+  char* id = NULL;
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_df: store is NULL",
+             imgstore_df(NULL, &du, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_resolve: store is NULL",
+             imgstore_resolve(NULL, "x", &id, &e));
+  imgstore_store* s = NULL;
+  EXPECT_OK(imgstore_store_open(root, 5000, &s, &e));
+  if (s == NULL) return;
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_df: out is NULL", imgstore_df(s, NULL, &e));
+  memset(&du, 0xff, sizeof du);
+  EXPECT_OK(imgstore_df(s, &du, &e));
+  EXPECT(du.images == 0 && du.blobs == 0 && du.blob_bytes == 0 && du.layers == 0);
+
+  EXPECT_ERR(IMGSTORE_ERR_NOT_FOUND, "image not known: example.com/df:1",
+             imgstore_resolve(s, "example.com/df:1", &id, &e));
+  EXPECT(id == NULL);
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_resolve: image is NULL",
+             imgstore_resolve(s, NULL, &id, &e));
+  imgstore_copy_options* o = imgstore_copy_options_new();
+  EXPECT_OK(imgstore_copy_options_add_name(o, "example.com/df:1", &e));
+  char* pulled = NULL;
+  EXPECT_OK(imgstore_pull(s, source, o, &pulled, &e));
+  imgstore_copy_options_free(o);
+  EXPECT_OK(imgstore_resolve(s, "example.com/df:1", &id, &e));
+  EXPECT(id != NULL && pulled != NULL && strcmp(id, pulled) == 0);
+  EXPECT_OK(imgstore_df(s, &du, &e));
+  EXPECT(du.images == 1 && du.blobs >= 3 && du.blob_bytes > 0 && du.reclaimable_bytes == 0);
+  int deleted = 0;
+  EXPECT_OK(imgstore_remove(s, "example.com/df:1", 0, &deleted, &e));
+  EXPECT_OK(imgstore_df(s, &du, &e));
+  EXPECT(du.images == 0 && du.reclaimable_blobs == du.blobs && du.reclaimable_bytes > 0);
+  imgstore_string_free(id);
+  imgstore_string_free(pulled);
+  imgstore_store_close(s);
+
+  /* login: its arguments are checked, and an unreachable registry fails naming it, with nothing
+   * written to the auth file. */
+  imgstore_copy_options* lo = imgstore_copy_options_new();
+  EXPECT_OK(imgstore_copy_options_set_auth_file(lo, authfile, &e));
+  EXPECT_OK(imgstore_copy_options_set_tls_verify(lo, 0, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_login: registry is NULL",
+             imgstore_login(NULL, "u", "p", lo, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_login: password is NULL",
+             imgstore_login("127.0.0.1:1", "u", NULL, lo, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "invalid registry \"a b\"",
+             imgstore_login("a b", "u", "p", lo, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "login: empty password",
+             imgstore_login("127.0.0.1:1", "u", "", lo, &e));
+  {
+    imgstore_error* e = NULL;
+    imgstore_code rc = imgstore_login("127.0.0.1:1", "u", "secret-pw", lo, &e);
+    EXPECT(rc != IMGSTORE_OK);
+    EXPECT(strstr(imgstore_error_message(e), "login 127.0.0.1:1") != NULL);
+    EXPECT(strstr(imgstore_error_message(e), "secret-pw") == NULL);
+    imgstore_error_free(e);
+  }
+  struct stat st;
+  EXPECT(stat(authfile, &st) != 0);
+  imgstore_copy_options_free(lo);
+
+  /* logout: an entry is removed once; then it is not found. */
+  FILE* f = fopen(authfile, "w");
+  EXPECT(f != NULL);
+  if (f != NULL) {
+    fputs(
+        "{\"auths\": {\"127.0.0.1:5000\": {\"auth\": \"dTpw\"}, "
+        "\"example.com\": {\"auth\": \"dTpw\"}}}\n",
+        f);
+    fclose(f);
+  }
+  EXPECT_OK(imgstore_logout("127.0.0.1:5000", authfile, &e));
+  EXPECT_ERR(IMGSTORE_ERR_NOT_FOUND, "not logged in to 127.0.0.1:5000",
+             imgstore_logout("127.0.0.1:5000", authfile, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "invalid registry",
+             imgstore_logout("a b", authfile, &e));
+  EXPECT_OK(imgstore_logout(NULL, authfile, &e));
+  EXPECT_ERR(IMGSTORE_ERR_NOT_FOUND, "not logged in to example.com",
+             imgstore_logout("example.com", authfile, &e));
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: api_c_abi_test PATH_OF_api_make_layout\n");
@@ -553,6 +644,7 @@ int main(int argc, char** argv) {
   test_open();
   test_null_store();
   test_store(argv[1]);
+  test_df_resolve_login(argv[1]);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);

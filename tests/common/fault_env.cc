@@ -123,6 +123,11 @@ std::string FaultEnv::last_fault() const {
   return last_fault_;
 }
 
+Status FaultEnv::CountExternal(FsOp op, std::string_view what) {
+  std::lock_guard lock(mu_);
+  return CountAndCheck(op, what);
+}
+
 Status FaultEnv::CountAndCheck(FsOp op, std::string_view what) {
   const uint64_t n_op = ++counts_[static_cast<size_t>(op)];
   const uint64_t n_any = ++counts_[static_cast<size_t>(FsOp::kAny)];
@@ -425,6 +430,9 @@ Status FaultEnv::Undo(const Change& c, std::map<Inode, Inode>& remap) {
     case Change::kRemoveFile:
     case Change::kRemoveDir:
       if (now || !c.saved) return Status::OK();
+      // The directory it was in is gone for good (its own removal was made durable by a sync of
+      // its parent): so is everything that was in it.
+      if (!InodeOf(dir)) return Status::OK();
       return Restore(c.path, *c.saved, remap);
   }
   return Status::OK();

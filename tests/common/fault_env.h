@@ -22,7 +22,8 @@
 //      directory succeeds after it. Changes that are not durable are undone, newest first:
 //      created files and links are removed, created directories are removed with everything in
 //      them, renames are moved back (and a replaced target is restored with its durable content),
-//      removed files come back with their durable content and mode, removed directories come back.
+//      removed files come back with their durable content and mode, removed directories come back
+//      (but not inside a directory whose own removal is durable: a synced rm -rf stays done).
 //      A rename is atomic: either both names are as before it or both as after it (ext4 and xfs
 //      commit both sides in one journal transaction); a rename is not undone if its old name has
 //      been taken again since.
@@ -101,6 +102,11 @@ class FaultEnv : public EnvWrapper {
   // ("sync /tmp/x/a (sync #2)"), for test failure messages.
   uint64_t faults_fired() const;
   std::string last_fault() const;
+  // Counts an operation done outside this Env (SQLite's own writes and syncs, through FaultVfs in
+  // fault_vfs.h) in the same sequence and under the same rules, so that one count orders both:
+  // FailFrom(FsOp::kAny, n) then stops everything from operation n on. Returns the injected
+  // fault, or OK (the caller then does the operation).
+  Status CountExternal(FsOp op, std::string_view what);
 
   // --- Power loss -----------------------------------------------------------------------------
   // Leaves on disk what a power loss now could have left (see the model above), then forgets all

@@ -147,6 +147,33 @@ TEST_F(CommitTest, NoChangeAddsNoLayer) {
   ExpectConsistent(*store_);
 }
 
+// A file added with a sub-second mtime goes into the layer with whole seconds: comparing the
+// same directory against the committed image again must find nothing changed.
+TEST_F(CommitTest, CommittingTheSameDirectoryAgainAddsNoLayer) {
+  AddBase("base");
+  const std::string work = Unpacked("base", "work");
+  WriteFile(work + "/new-file", "new");
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1700000000, 123456789}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (work + "/new-file").c_str(), times, 0), 0);
+  CommitOptions first;
+  first.names = {"once:1"};
+  Result<CommitResult> r = store_->Commit(work, "base", first);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_FALSE(r->layer_digest.empty());
+  CommitOptions second;
+  second.names = {"twice:1"};
+  r = store_->Commit(work, "once:1", second);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->layer_digest.empty())
+      << "the second commit found changes: " << r->layer_digest.ToString();
+  // A real change one second later is still seen.
+  times[1] = {1700000001, 0};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (work + "/new-file").c_str(), times, 0), 0);
+  r = store_->Commit(work, "twice:1", {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->layer_digest.empty());
+}
+
 struct TypeCase {
   const char* name;
   bool docker_base;
@@ -253,6 +280,37 @@ TEST_F(CommitTest, CopyMount) {
   EXPECT_EQ(ReadTree(Unpacked("from-copy", "again")), ReadTree(m->path));
   ASSERT_TRUE(store_->Unmount("c1").ok());
   ExpectConsistent(*store_);
+}
+
+// A mount keeps what its image needs through rmi and gc, so its changes can still be committed
+// once the image is gone (both kinds: an overlay needs no lower layers for the diff, a copy
+// needs them all).
+TEST_F(CommitTest, MountWhoseImageWasRemovedAndCollected) {
+  AddBase("base");
+  std::vector<std::string> kinds = {"copy"};
+  if (::geteuid() == 0) kinds.push_back("overlay");
+  for (const std::string& kind : kinds) {
+    SCOPED_TRACE(kind);
+    if (kind == "overlay") AddBase("base");  // removed by the first round
+    MountOptions mo;
+    mo.kind = kind;
+    mo.name = "gone-" + kind;
+    Result<MountInfo> m = store_->Mount("base", mo);
+    if (!m.ok() && m.status().code() == Code::kUnsupported) continue;
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    Change(m->path);
+    ASSERT_TRUE(store_->Remove("base", /*force=*/true).ok());
+    Result<GcReport> gc = store_->GarbageCollect();
+    ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+    EXPECT_EQ(store_->InspectImage(m->image_id.ToString()).status().code(), Code::kNotFound);
+    CommitOptions opts;
+    opts.names = {"after-" + kind};
+    Result<CommitResult> r = store_->Commit(mo.name, "", opts);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(ReadTree(Unpacked("after-" + kind, "again-" + kind)), ReadTree(m->path));
+    ASSERT_TRUE(store_->Unmount(mo.name).ok());
+    ExpectConsistent(*store_);
+  }
 }
 
 TEST_F(CommitTest, OverlayMount) {

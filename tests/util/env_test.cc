@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -354,6 +355,49 @@ TEST_F(PosixEnvTest, TempFileCommitAndAbandon) {
     EXPECT_EQ(List(env_, dir_.Sub("ingest")).size(), 1u);
   }
   EXPECT_EQ(List(env_, dir_.Sub("ingest")), std::vector<std::string>{});
+}
+
+// A process killed between TempFile::Create and Commit leaves its file; the next writer of the
+// directory removes it, and only it: not a live writer's, not a name without an owner.
+TEST_F(PosixEnvTest, DeadWritersTempFilesAreSweptLiveOnesKept) {
+  const std::string dir = dir_.Sub("layout");
+  ASSERT_TRUE(env_->CreateDirs(dir).ok());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Result<TempFile> t = TempFile::Create(env_, dir, ".tmp-");
+    if (!t.ok() || !t->Append("half").ok()) ::_exit(1);
+    ::_exit(0);  // no destructor runs: as if killed
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::vector<std::string> left = *env_->ListDir(dir);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_TRUE(left[0].starts_with(".tmp-" + std::to_string(pid) + ".")) << left[0];
+
+  Result<TempFile> live = TempFile::Create(env_, dir, ".tmp-");
+  ASSERT_TRUE(live.ok());
+  ASSERT_TRUE(env_->WriteFileAtomically(dir + "/.tmp-old-format-name", "x").ok());
+  ASSERT_TRUE(env_->WriteFileAtomically(dir + "/.other.tmp-1.2-3", "x").ok());  // another prefix
+
+  Result<int> swept = RemoveDeadTempFiles(env_, dir, ".tmp-");
+  ASSERT_TRUE(swept.ok()) << swept.status().ToString();
+  EXPECT_EQ(*swept, 1);
+  EXPECT_FALSE(env_->FileExists(dir + "/" + left[0]));
+  EXPECT_TRUE(env_->FileExists(live->path()));
+  EXPECT_TRUE(env_->FileExists(dir + "/.tmp-old-format-name"));
+  EXPECT_TRUE(env_->FileExists(dir + "/.other.tmp-1.2-3"));
+  // A name whose pid lives but with another start time is a reused pid: its writer is dead.
+  const std::string reused = dir + "/.tmp-" + std::to_string(::getpid()) + ".1-0123456789abcdef";
+  ASSERT_TRUE(env_->WriteFileAtomically(reused, "x").ok());
+  swept = RemoveDeadTempFiles(env_, dir, ".tmp-");
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 1);
+  EXPECT_FALSE(env_->FileExists(reused));
+  EXPECT_TRUE(env_->FileExists(live->path()));
+  EXPECT_EQ(RemoveDeadTempFiles(env_, dir_.Sub("missing"), ".tmp-").status().code(),
+            Code::kNotFound);
 }
 
 TEST_F(PosixEnvTest, SpaceInfo) {
