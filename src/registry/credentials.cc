@@ -130,11 +130,7 @@ Result<nlohmann::ordered_json> ReadAuthFileForEdit(const std::string& path, bool
 }
 
 Status WriteAuthFile(const std::string& path, const nlohmann::ordered_json& doc) {
-  Env* env = Env::Default();
-  // A login killed before its rename left its temporary file (it holds a secret: remove it).
-  Result<int> swept = RemoveDeadTempFiles(env, DirName(path), "." + BaseName(path) + ".tmp-");
-  if (!swept.ok()) return swept.status().WithContext("auth file " + path);
-  return env->WriteFileAtomically(path, doc.dump(1, '\t') + "\n", 0600);
+  return Env::Default()->WriteFileAtomically(path, doc.dump(1, '\t') + "\n", 0600);
 }
 
 // How long an edit waits for another process's edit of the same auth file: an edit takes
@@ -170,6 +166,10 @@ class AuthEditLock {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    // A login or logout killed before its rename left its temporary file (it may hold a
+    // secret): every edit, even one that ends up writing nothing, removes such files.
+    Result<int> swept = RemoveDeadTempFiles(env, dir, "." + BaseName(path) + ".tmp-");
+    if (!swept.ok()) return swept.status().WithContext("auth file " + path);
     return lock;
   }
   AuthEditLock(AuthEditLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}

@@ -78,6 +78,7 @@ inline std::vector<std::string> EnvArgv(const std::vector<std::string>& env,
 struct KillOutcome {
   bool killed = false;  // SIGKILL came while the command ran
   int status = 0;       // its wait status
+  pid_t pid = 0;        // its pid (env execs the command: the same process)
 };
 
 // Starts the command, sleeps until the instant, and kills it if it still runs.
@@ -89,6 +90,7 @@ inline KillOutcome RunAndKill(const std::vector<std::string>& env,
   EXPECT_TRUE(p.Start("/usr/bin/env", EnvArgv(env, args), &error)) << error;
   std::this_thread::sleep_for(instant);  // the random instant itself, not a synchronization
   KillOutcome out;
+  out.pid = p.pid();
   out.status = p.KillAndWait();
   out.killed = WIFSIGNALED(out.status) && WTERMSIG(out.status) == SIGKILL;
   return out;
