@@ -113,7 +113,8 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
   size_t offset = 0;
   return IngestBlob(expected, options, [&](std::span<std::byte> buf) -> Result<size_t> {
     size_t n = std::min(buf.size(), bytes.size() - offset);
-    std::memcpy(buf.data(), bytes.data() + offset, n);
+    // An empty view may have no data pointer, and memcpy from null is undefined even for 0 bytes.
+    if (n > 0) std::memcpy(buf.data(), bytes.data() + offset, n);
     offset += n;
     return n;
   });
