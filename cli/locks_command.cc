@@ -1,10 +1,12 @@
 // `imgstore locks`: who holds and who waits for the store's locks, and the leases.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "imgstore/parse.hpp"
 #include "imgstore/store.hpp"
 #include "output.h"
 
@@ -18,7 +20,7 @@ int64_t NowNs() {
 }
 
 std::string Age(int64_t since_ns) {
-  return ShortDuration(std::max<int64_t>(0, NowNs() - since_ns));
+  return FormatDuration(std::chrono::nanoseconds(std::max<int64_t>(0, NowNs() - since_ns)));
 }
 
 Status RunLocks(const GlobalOptions& global, bool all, const std::string& format) {

@@ -58,28 +58,6 @@ std::string HumanDuration(int64_t ns) {
   return std::to_string(duration_cast<std::chrono::hours>(d).count() / 24 / 365) + " years";
 }
 
-std::string ShortDuration(int64_t ns_count) {
-  char buf[64];
-  const double ns = static_cast<double>(ns_count);
-  if (ns < 1e3) {
-    std::snprintf(buf, sizeof(buf), "%.0fns", ns);
-  } else if (ns < 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.1fus", ns / 1e3);
-  } else if (ns < 1e9) {
-    std::snprintf(buf, sizeof(buf), "%.0fms", ns / 1e6);
-  } else if (ns < 60e9) {
-    std::snprintf(buf, sizeof(buf), "%.1fs", ns / 1e9);
-  } else {
-    const long long s = static_cast<long long>(ns / 1e9);
-    if (s < 3600) {
-      std::snprintf(buf, sizeof(buf), "%lldm%llds", s / 60, s % 60);
-    } else {
-      std::snprintf(buf, sizeof(buf), "%lldh%lldm", s / 3600, (s % 3600) / 60);
-    }
-  }
-  return buf;
-}
-
 std::string HumanAge(int64_t then_unix_ns, int64_t now_unix_ns) {
   if (then_unix_ns == 0) return "N/A";
   return HumanDuration(now_unix_ns - then_unix_ns) + " ago";

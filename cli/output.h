@@ -26,9 +26,6 @@ std::string HumanSize(uint64_t bytes);
 // "About an hour", "3 days", "2 weeks", "4 months", "2 years". Negative counts as zero.
 std::string HumanDuration(int64_t ns);
 
-// A short duration for tables of what is happening now: "850ms", "12.4s", "3m20s", "2h5m".
-std::string ShortDuration(int64_t ns);
-
 // "3 days ago" for a time in the past; "N/A" when the time is unknown (0).
 std::string HumanAge(int64_t then_unix_ns, int64_t now_unix_ns);
 

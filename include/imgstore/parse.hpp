@@ -32,6 +32,9 @@ Result<TransportSpec> ParseTransport(std::string_view spec);
 // "0", as Go's time.ParseDuration. kInvalidArgument for anything else or a negative duration.
 // (The library's own parser: src/util/duration.h declares this same function.)
 Result<std::chrono::nanoseconds> ParseDuration(std::string_view text);
+// The other way: "850ms", "12.4s", "3m20s", "2h5m", short and readable, for tables and logs.
+// (Also the library's own: src/util/duration.h declares this same function.)
+std::string FormatDuration(std::chrono::nanoseconds d);
 
 // Whether `text` is a digest as manifests and ids carry it: "sha256:" and 64 lowercase hex
 // digits (or another supported algorithm).

@@ -83,6 +83,12 @@ TEST(PublicParseTest, PlatformsCredentialsTransportsDurationsDigests) {
   EXPECT_EQ(*d, std::chrono::seconds(90));
   EXPECT_EQ(*ParseDuration("0"), std::chrono::nanoseconds(0));
   EXPECT_EQ(ParseDuration("10 parsecs").status().code(), Code::kInvalidArgument);
+  // FormatDuration is ParseDuration's way back, for the tables the CLI prints.
+  EXPECT_EQ(FormatDuration(std::chrono::milliseconds(850)), "850ms");
+  EXPECT_EQ(FormatDuration(std::chrono::milliseconds(12400)), "12.4s");
+  EXPECT_EQ(FormatDuration(std::chrono::seconds(200)), "3m20s");
+  EXPECT_EQ(FormatDuration(std::chrono::minutes(125)), "2h5m");
+  EXPECT_EQ(*ParseDuration(FormatDuration(std::chrono::seconds(200))), std::chrono::seconds(200));
   EXPECT_FALSE(ParseDuration("-1s").ok());
 
   EXPECT_TRUE(IsDigest("sha256:" + std::string(64, '0')));
