@@ -30,6 +30,12 @@ std::string GcSummary(const GcReport& r, bool dry_run) {
         ", " + Plural(static_cast<uint64_t>(r.orphan_files_removed), "orphan file", "orphan files");
     out += ", " + Plural(static_cast<uint64_t>(r.lock_files_removed), "lock file", "lock files");
   }
+  if (r.partial_downloads_removed > 0) {
+    out += ", " +
+           Plural(static_cast<uint64_t>(r.partial_downloads_removed), "partial download",
+                  "partial downloads") +
+           " (" + HumanSize(r.partial_bytes_removed) + ")";
+  }
   if (r.skipped_busy > 0) {
     out += "; skipped " + std::to_string(r.skipped_busy) + " in use";
   }
@@ -54,7 +60,9 @@ Status RunGc(const GlobalOptions& global, bool dry_run, const std::string& forma
                 {"leases_removed", r->leases_removed},
                 {"orphan_files_removed", r->orphan_files_removed},
                 {"lock_files_removed", r->lock_files_removed},
-                {"skipped_busy", r->skipped_busy}};
+                {"skipped_busy", r->skipped_busy},
+                {"partial_downloads_removed", r->partial_downloads_removed},
+                {"partial_bytes_removed", r->partial_bytes_removed}};
     return WriteStdout(JsonText(out));
   }
   std::string text;
@@ -86,7 +94,9 @@ Status RunDf(const GlobalOptions& global, const std::string& format) {
                 {"layers", u->layers},
                 {"layer_bytes", u->layer_bytes},
                 {"reclaimable_layers", u->reclaimable_layers},
-                {"reclaimable_layer_bytes", u->reclaimable_layer_bytes}};
+                {"reclaimable_layer_bytes", u->reclaimable_layer_bytes},
+                {"partial_downloads", u->partial_downloads},
+                {"partial_bytes", u->partial_bytes}};
     return WriteStdout(JsonText(out));
   }
   // Images own no bytes of their own: their SIZE is what the blobs they use take (the blobs
@@ -98,6 +108,9 @@ Status RunDf(const GlobalOptions& global, const std::string& format) {
                 WithPercent(u->reclaimable_bytes, u->blob_bytes)});
   table.AddRow({"Unpacked layers", std::to_string(u->layers), HumanSize(u->layer_bytes),
                 WithPercent(u->reclaimable_layer_bytes, u->layer_bytes)});
+  // Kept so that the next pull of their blobs resumes them; all of it is gc's to take.
+  table.AddRow({"Partial downloads", std::to_string(u->partial_downloads),
+                HumanSize(u->partial_bytes), HumanSize(u->partial_bytes)});
   std::string text;
   table.AppendTo(text);
   return WriteStdout(text);
@@ -146,7 +159,9 @@ Status RunCheck(const GlobalOptions& global, bool repair, bool verify_content,
 
 void RegisterGcCommand(CLI::App& app, const GlobalOptions& global) {
   CLI::App* sub = app.add_subcommand(
-      "gc", "remove blobs, manifests and layers no image uses (prints removed blob digests)");
+      "gc",
+      "remove blobs, manifests and layers no image uses, and partial downloads nobody is "
+      "resuming (prints removed blob digests)");
   auto dry_run = std::make_shared<bool>(false);
   auto format = std::make_shared<std::string>("text");
   sub->add_flag("--dry-run,-n", *dry_run, "show what would be removed, remove nothing");

@@ -209,6 +209,10 @@ struct GcReport {
   int lock_files_removed = 0;    // idle lock files (those held stay)
   int orphan_files_removed = 0;  // blob files without a record, left by a crash
   int skipped_busy = 0;          // candidates in use by an ingest or unpack now
+  // Downloads kept for a later pull to resume (a pull from a registry that broke or was killed)
+  // that no pull was resuming.
+  int partial_downloads_removed = 0;
+  uint64_t partial_bytes_removed = 0;
 };
 
 // Store::Df: the space the store takes, and what Gc would reclaim now.
@@ -222,6 +226,8 @@ struct DiskUsage {
   uint64_t layer_bytes = 0;  // their unpacked size
   uint64_t reclaimable_layers = 0;
   uint64_t reclaimable_layer_bytes = 0;
+  uint64_t partial_downloads = 0;  // kept for a later pull to resume; Gc removes them
+  uint64_t partial_bytes = 0;
 };
 
 struct CheckOptions {

@@ -242,6 +242,8 @@ Result<GcReport> Store::Gc(const GcOptions& options) {
     out.lock_files_removed = r->lock_files_removed;
     out.orphan_files_removed = r->orphan_files_removed;
     out.skipped_busy = r->skipped_busy;
+    out.partial_downloads_removed = r->partial_downloads_removed;
+    out.partial_bytes_removed = r->partial_bytes_removed;
     return out;
   });
 }
@@ -260,6 +262,8 @@ Result<DiskUsage> Store::Df() {
     out.layer_bytes = u->layer_bytes;
     out.reclaimable_layers = u->reclaimable_layers;
     out.reclaimable_layer_bytes = u->reclaimable_layer_bytes;
+    out.partial_downloads = u->partial_downloads;
+    out.partial_bytes = u->partial_bytes;
     return out;
   });
 }

@@ -380,21 +380,51 @@ Result<std::string> AddToOciIndex(std::string_view existing, const Descriptor& m
 
 // --- OciLayoutWriter --------------------------------------------------------------------------
 
+namespace {
+
+// Whether `dir` (with no oci-layout file) holds only what a writer killed before writing it can
+// leave: nothing, or the empty blobs/sha256/ an older imgstore made first. Its dead temporary
+// oci-layout files are swept before this is asked.
+Result<bool> OnlyAKilledWritersStart(Env* env, const std::string& dir) {
+  Result<std::vector<std::string>> names = env->ListDir(dir);
+  if (!names.ok()) return names.status();
+  if (names->empty()) return true;
+  if (*names != std::vector<std::string>{"blobs"}) return false;
+  Result<std::vector<std::string>> algorithms = env->ListDir(dir + "/blobs");
+  if (!algorithms.ok()) return false;  // blobs is not a directory
+  if (algorithms->empty()) return true;
+  if (*algorithms != std::vector<std::string>{"sha256"}) return false;
+  Result<std::vector<std::string>> blobs = env->ListDir(dir + "/blobs/sha256");
+  return blobs.ok() && blobs->empty();
+}
+
+}  // namespace
+
 Result<OciLayoutWriter> OciLayoutWriter::Open(Env* env, std::string dir) {
   OciLayoutWriter w(env, std::move(dir));
   if (w.dir_.empty()) return Status(Code::kInvalidArgument, "OCI layout: empty directory path");
   if (env->FileExists(w.dir_)) {
     Status layout = CheckOciLayoutFile(DirectoryFiles(env, w.dir_));
     if (layout.code() == Code::kNotFound) {
-      Result<std::vector<std::string>> names = env->ListDir(w.dir_);
-      if (!names.ok()) return names.status();
-      if (!names->empty()) {
+      Result<int> swept = RemoveDeadTempFiles(env, w.dir_, ".oci-layout.tmp-");
+      if (!swept.ok()) return swept.status().WithContext("OCI layout " + w.dir_);
+      Result<bool> fresh = OnlyAKilledWritersStart(env, w.dir_);
+      if (!fresh.ok()) return fresh.status();
+      if (!*fresh) {
         return Status(Code::kFailedPrecondition,
                       w.dir_ + " is not empty and is not an OCI layout (no oci-layout file)");
       }
     } else if (!layout.ok()) {
       return layout;
     }
+  }
+  // oci-layout first: a directory that has it is a layout, and a writer killed before it wrote
+  // it leaves nothing that the check above refuses.
+  IMGSTORE_RETURN_IF_ERROR(env->CreateDirs(w.dir_));
+  if (!env->FileExists(w.dir_ + "/oci-layout")) {
+    IMGSTORE_RETURN_IF_ERROR(env->WriteFileAtomically(
+        w.dir_ + "/oci-layout",
+        "{\"imageLayoutVersion\":\"" + std::string(kOciLayoutVersion) + "\"}"));
   }
   IMGSTORE_RETURN_IF_ERROR(env->CreateDirs(w.dir_ + "/blobs/sha256"));
   // What a writer killed mid-push left (its temporary files are never renamed into place).
@@ -404,11 +434,6 @@ Result<OciLayoutWriter> OciLayoutWriter::Open(Env* env, std::string dir) {
         {w.dir_, ".oci-layout.tmp-"}}) {
     Result<int> swept = RemoveDeadTempFiles(env, dir, prefix);
     if (!swept.ok()) return swept.status().WithContext("OCI layout " + w.dir_);
-  }
-  if (!env->FileExists(w.dir_ + "/oci-layout")) {
-    IMGSTORE_RETURN_IF_ERROR(env->WriteFileAtomically(
-        w.dir_ + "/oci-layout",
-        "{\"imageLayoutVersion\":\"" + std::string(kOciLayoutVersion) + "\"}"));
   }
   return w;
 }

@@ -60,6 +60,18 @@ class ImageSource {
   // The blob of `descriptor` (config or layer) for streaming, from its first byte.
   virtual Result<std::unique_ptr<SequentialFile>> GetBlob(const Descriptor& descriptor) = 0;
 
+  // Whether GetBlobFrom saves reading the bytes before its offset (a registry: a Range request).
+  // Store::Pull keeps what a broken or killed download of such a source got, and the next pull
+  // goes on from there (store.h, IngestOptions::resume_at).
+  virtual bool ResumableBlobs() const { return false; }
+  // The blob of `descriptor` from byte `offset`. The default reads and drops the bytes before it.
+  virtual Result<std::unique_ptr<SequentialFile>> GetBlobFrom(const Descriptor& descriptor,
+                                                              uint64_t offset) {
+    Result<std::unique_ptr<SequentialFile>> f = GetBlob(descriptor);
+    if (f.ok() && offset > 0) IMGSTORE_RETURN_IF_ERROR((*f)->Skip(offset));
+    return f;
+  }
+
   // Names (references as the user would write them) that the source attaches to the image:
   // a docker-archive's RepoTags. Empty when the source has none; the caller normalizes them.
   virtual std::vector<std::string> Names() const { return {}; }

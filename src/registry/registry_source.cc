@@ -33,12 +33,14 @@ std::string BareMediaType(std::string_view content_type) {
 
 // A blob body as a SequentialFile that ends at the descriptor's size, and that resumes a broken
 // transfer where it stopped (GET with Range) instead of failing the pull: a multi-gigabyte layer
-// over a flaky link would otherwise never arrive. Read by one thread; the client is shared.
+// over a flaky link would otherwise never arrive. It may also start past the first byte, where
+// an earlier pull's download stopped. Read by one thread; the client is shared.
 class BlobFile final : public SequentialFile {
  public:
-  // what: "blob HOST/NAME@DIGEST", for messages; target: "/v2/NAME/blobs/DIGEST".
+  // what: "blob HOST/NAME@DIGEST", for messages; target: "/v2/NAME/blobs/DIGEST". stream: the
+  // answer to a GET of the whole blob, or null to ask from byte `offset` (Open).
   BlobFile(std::string what, RegistryClient* client, std::string target, std::string scope,
-           std::unique_ptr<HttpStream> stream, uint64_t size)
+           std::unique_ptr<HttpStream> stream, uint64_t size, uint64_t offset = 0)
       : SequentialFile("docker://" + what.substr(5)),
         what_(std::move(what)),
         client_(client),
@@ -46,14 +48,19 @@ class BlobFile final : public SequentialFile {
         scope_(std::move(scope)),
         stream_(std::move(stream)),
         size_(size),
-        left_(size) {}
+        left_(size - std::min(offset, size)) {}
+
+  // Asks for the blob from the offset given to the constructor (GET with Range).
+  Status Open() { return SendFrom("starting at byte"); }
 
   Result<size_t> Read(std::span<std::byte> buf) override {
     size_t filled = 0;
     // Fill buf (the contract: fewer bytes only at the end), but never past the declared size:
     // a registry that sends more cannot make the store read it.
     while (filled < buf.size() && left_ > 0) {
-      if (!broken_.ok()) return broken_;
+      // What arrived before the transfer broke for good is delivered first (the store keeps it
+      // for the next pull to resume from); the error comes with the next call.
+      if (!broken_.ok()) return filled > 0 ? Result<size_t>(filled) : broken_;
       if (discard_ > 0) {
         IMGSTORE_RETURN_IF_ERROR(Discard());
         continue;
@@ -114,9 +121,16 @@ class BlobFile final : public SequentialFile {
                                             "): " + cause.message());
     }
     ++resumes_;
+    return SendFrom("resuming at byte");
+  }
+
+  // GET of the blob from the first byte not yet read; a registry that ignores Range sends it all,
+  // and the bytes before are dropped as they come.
+  Status SendFrom(const char* doing) {
+    const uint64_t got = size_ - left_;
     stream_.reset();
     discard_ = 0;
-    const std::string at = what_ + ": resuming at byte " + std::to_string(got);
+    const std::string at = what_ + ": " + doing + " " + std::to_string(got);
     RegistryClient::Request r;
     r.target = target_;
     r.scope = scope_;
@@ -124,6 +138,13 @@ class BlobFile final : public SequentialFile {
     r.max_redirects = kMaxBlobRedirects;
     Result<std::unique_ptr<HttpStream>> s = client_->Send(r);
     if (!s.ok()) return s.status().WithContext(at);
+    if ((*s)->response().status == 416 && got > 0) {
+      // Range Not Satisfiable for bytes the blob has: a server that cannot serve ranges. Ask
+      // for the whole blob rather than fail every later pull at the same byte.
+      r.headers.clear();
+      s = client_->Send(r);
+      if (!s.ok()) return s.status().WithContext(at);
+    }
     const HttpResponse& response = (*s)->response();
     if (response.status == 200) {
       // The registry (or the storage behind a redirect) ignored Range: the whole blob again.
@@ -187,6 +208,19 @@ class RegistrySource final : public images::ImageSource {
     return std::unique_ptr<SequentialFile>(
         std::make_unique<BlobFile>(what, client_.get(), target, scope_, std::move(*s),
                                    static_cast<uint64_t>(std::max<int64_t>(d.size, 0))));
+  }
+
+  bool ResumableBlobs() const override { return true; }
+
+  Result<std::unique_ptr<SequentialFile>> GetBlobFrom(const images::Descriptor& d,
+                                                      uint64_t offset) override {
+    const std::string what = "blob " + ref_.Repository() + "@" + d.digest.ToString();
+    const std::string target = "/v2/" + ref_.path + "/blobs/" + d.digest.ToString();
+    auto file =
+        std::make_unique<BlobFile>(what, client_.get(), target, scope_, nullptr,
+                                   static_cast<uint64_t>(std::max<int64_t>(d.size, 0)), offset);
+    IMGSTORE_RETURN_IF_ERROR(file->Open());
+    return std::unique_ptr<SequentialFile>(std::move(file));
   }
 
   // The client is thread-safe and the rest of this object is read-only after construction.

@@ -29,6 +29,136 @@ Status CheckDigest(const Digest& d) {
   return Status::OK();
 }
 
+// What an ingest wrote into ingest/: its size and digest.
+struct Written {
+  uint64_t size = 0;
+  Digest digest;
+};
+
+Status Verify(const Digest& expected, const IngestOptions& options, const Written& w) {
+  if (options.expected_size && w.size != *options.expected_size) {
+    return Status(Code::kCorruption, "size mismatch: expected " +
+                                         std::to_string(*options.expected_size) + " bytes, got " +
+                                         std::to_string(w.size));
+  }
+  if (w.digest != expected) {
+    return Status(Code::kCorruption, "digest mismatch: expected " + expected.ToString() + ", got " +
+                                         w.digest.ToString() + " (" + std::to_string(w.size) +
+                                         " bytes)");
+  }
+  return Status::OK();
+}
+
+// Reads the source to its end into tmp, hashing. *source_failed tells a failure of the source
+// (a broken download, worth resuming) from the others.
+Status CopySource(const IngestOptions& options, const BlobReader& read, TempFile& tmp,
+                  Sha256Hasher& hasher, bool* source_failed) {
+  std::vector<std::byte> buf(kChunk);
+  while (true) {
+    Result<size_t> n = read(buf);
+    if (!n.ok()) {
+      *source_failed = true;
+      return n.status().WithContext("read source");
+    }
+    if (*n == 0) return Status::OK();
+    if (*n > buf.size()) {
+      return Status(Code::kInternal, "the source returned more bytes than asked");
+    }
+    if (options.expected_size && hasher.size() + *n > *options.expected_size) {
+      return Status(
+          Code::kCorruption,
+          "size mismatch: expected " + std::to_string(*options.expected_size) + " bytes, got more");
+    }
+    std::span<const std::byte> chunk(buf.data(), *n);
+    hasher.Update(chunk);
+    IMGSTORE_RETURN_IF_ERROR(tmp.Append(chunk));
+  }
+}
+
+Written Finish(Sha256Hasher& hasher) {
+  const uint64_t size = hasher.size();  // Finish resets it
+  return Written{size, hasher.Finish()};
+}
+
+// An ingest from the first byte into a fresh temporary file, removed on any failure.
+Result<Written> WriteFresh(Env* env, const std::string& root, const Digest& expected,
+                           const IngestOptions& options, const BlobReader& read,
+                           std::optional<TempFile>* tmp) {
+  // Born read-only: the descriptor may write, nobody else.
+  Result<TempFile> file =
+      TempFile::Create(env, IngestDir(root), "sha256-" + std::string(expected.hex()) + ".", 0444);
+  if (!file.ok()) return file.status();
+  tmp->emplace(std::move(*file));
+  Sha256Hasher hasher;
+  bool source_failed = false;
+  IMGSTORE_RETURN_IF_ERROR(CopySource(options, read, **tmp, hasher, &source_failed));
+  return Finish(hasher);
+}
+
+// An ingest into ingest/sha256-HEX.partial that goes on from what an earlier one kept there
+// (IngestOptions::resume_at). The caller holds the digest's lock: no other writer appends.
+Result<Written> WriteResumable(Env* env, const std::string& root, const Digest& expected,
+                               const IngestOptions& options, const BlobReader& read,
+                               std::optional<TempFile>* tmp) {
+  const std::string path = IngestDir(root) + "/" + PartialIngestName(expected);
+  Sha256Hasher hasher;
+  // The kept prefix is hashed again (a hasher's state is not saved), unless it is longer than
+  // the blob can be.
+  uint64_t kept = 0;
+  if (Result<FileStat> st = env->Stat(path); st.ok()) {
+    if (options.expected_size && st->size > *options.expected_size) {
+      IMGSTORE_RETURN_IF_ERROR(env->RemoveFile(path));
+    } else {
+      // Made read-only just before its rename into blobs/ by a writer killed right then.
+      if ((st->mode & 0200) == 0) IMGSTORE_RETURN_IF_ERROR(env->Chmod(path, 0644));
+      Result<std::unique_ptr<SequentialFile>> in = env->NewSequentialFile(path);
+      if (!in.ok()) return in.status();
+      std::vector<std::byte> buf(kChunk);
+      while (kept < st->size) {
+        Result<size_t> n = (*in)->Read(buf);
+        if (!n.ok()) return n.status();
+        if (*n == 0) break;
+        size_t take = static_cast<size_t>(std::min<uint64_t>(*n, st->size - kept));
+        hasher.Update(std::span<const std::byte>(buf.data(), take));
+        kept += take;
+      }
+    }
+  } else if (st.status().code() != Code::kNotFound) {
+    return st.status();
+  }
+
+  // Appends the rest of the blob from byte `from`. A failure of the source keeps the file for
+  // the next ingest; any other failure removes it (a full disk wants its space back; bytes that
+  // broke a limit must not be resumed).
+  auto append_from = [&](uint64_t from) -> Status {
+    Result<TempFile> file = TempFile::OpenToAppend(env, path, 0644);
+    if (!file.ok()) return file.status();
+    tmp->emplace(std::move(*file));
+    if (from > 0 && options.expected_size && from == *options.expected_size) {
+      return Status::OK();  // all there already: nothing to ask the source for
+    }
+    IMGSTORE_RETURN_IF_ERROR(options.resume_at(from));
+    bool source_failed = false;
+    Status s = CopySource(options, read, **tmp, hasher, &source_failed);
+    if (!s.ok() && source_failed && hasher.size() > 0) {  // an empty file is worth nothing
+      (void)(*tmp)->Keep();
+      tmp->reset();
+    }
+    return s;
+  };
+  if (kept > 0) {
+    IMGSTORE_RETURN_IF_ERROR(append_from(kept));
+    Written w = Finish(hasher);
+    if (Verify(expected, options, w).ok()) return w;
+    // The kept prefix was not the blob's (damaged by a power cut before it was synced, or sent
+    // by a source that lied): once more from the first byte.
+    IMGSTORE_RETURN_IF_ERROR((*tmp)->Abandon());
+    tmp->reset();
+  }
+  IMGSTORE_RETURN_IF_ERROR(append_from(0));
+  return Finish(hasher);
+}
+
 }  // namespace
 
 std::string Store::BlobPath(const Digest& digest) const {
@@ -208,40 +338,17 @@ Result<IngestResult> Store::IngestBlob(const Digest& expected, const IngestOptio
   }
 
   // Write into ingest/, named after the digest so that recovery can find the lock that tells a
-  // live writer from a dead one. Born read-only: the descriptor may write, nobody else.
-  Result<TempFile> tmp =
-      TempFile::Create(env_, IngestDir(root_), "sha256-" + std::string(expected.hex()) + ".", 0444);
-  if (!tmp.ok()) return tmp.status().WithContext(what);
-  std::vector<std::byte> buf(kChunk);
-  Sha256Hasher hasher;
-  while (true) {
-    Result<size_t> n = read(buf);
-    if (!n.ok()) return n.status().WithContext(what + ": read source");
-    if (*n == 0) break;
-    if (*n > buf.size()) {
-      return Status(Code::kInternal, what + ": the source returned more bytes than asked");
-    }
-    if (options.expected_size && hasher.size() + *n > *options.expected_size) {
-      return Status(Code::kCorruption, what + ": size mismatch: expected " +
-                                           std::to_string(*options.expected_size) +
-                                           " bytes, got more");
-    }
-    std::span<const std::byte> chunk(buf.data(), *n);
-    hasher.Update(chunk);
-    Status s = tmp->Append(chunk);
+  // live writer from a dead one.
+  std::optional<TempFile> tmp;
+  Result<Written> w = options.resume_at ? WriteResumable(env_, root_, expected, options, read, &tmp)
+                                        : WriteFresh(env_, root_, expected, options, read, &tmp);
+  Status verified = w.ok() ? Verify(expected, options, *w) : w.status();
+  if (!verified.ok()) return verified.WithContext(what);
+  const uint64_t size = w->size;
+  if (options.resume_at) {
+    // Kept partial files are writable so that a later writer can append; blobs are read-only.
+    Status s = env_->Chmod(tmp->path(), 0444);
     if (!s.ok()) return s.WithContext(what);
-  }
-  const uint64_t size = hasher.size();
-  const Digest actual = hasher.Finish();
-  if (options.expected_size && size != *options.expected_size) {
-    return Status(Code::kCorruption, what + ": size mismatch: expected " +
-                                         std::to_string(*options.expected_size) + " bytes, got " +
-                                         std::to_string(size));
-  }
-  if (actual != expected) {
-    return Status(Code::kCorruption, what + ": digest mismatch: expected " + expected.ToString() +
-                                         ", got " + actual.ToString() + " (" +
-                                         std::to_string(size) + " bytes)");
   }
 
   // Before the file appears in blobs/ without a row, the intent log names it (docs/store.md

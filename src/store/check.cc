@@ -449,10 +449,12 @@ Result<CheckReport> Store::CheckImpl(bool verify_content, bool repair) {
     if (!s.ok()) return s.WithContext("check " + db_->path());
   }
 
-  // 4. ingest/: only entries of live writers may be there.
+  // 4. ingest/: only entries of live writers may be there, and kept partial downloads (a pull
+  //    resumes them; gc removes them).
   Result<std::vector<std::string>> ingests = env_->ListDir(IngestDir(root_));
   if (!ingests.ok()) return ingests.status();
   for (const std::string& name : *ingests) {
+    if (IsPartialIngest(name)) continue;
     std::string path = IngestDir(root_) + "/" + name;
     Digest d = IngestEntryDigest(name);
     CheckProblem p;

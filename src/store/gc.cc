@@ -165,6 +165,25 @@ Status SyncRemovals(Env* env, const std::string& root, bool blobs, bool layers) 
   return Status::OK();
 }
 
+// The partial downloads kept in ingest/ (IngestOptions::resume_at), with their sizes.
+struct PartialDownload {
+  std::string name;
+  Digest digest;
+  uint64_t size = 0;
+};
+Result<std::vector<PartialDownload>> ListPartialDownloads(Env* env, const std::string& root) {
+  Result<std::vector<std::string>> names = env->ListDir(IngestDir(root));
+  if (!names.ok()) return names.status();
+  std::vector<PartialDownload> out;
+  for (const std::string& name : *names) {
+    if (!IsPartialIngest(name)) continue;
+    Result<FileStat> st = env->Stat(IngestDir(root) + "/" + name);
+    if (!st.ok()) continue;  // resumed and finished meanwhile
+    out.push_back({name, IngestEntryDigest(name), st->size});
+  }
+  return out;
+}
+
 // Keeps the first error of a series of independent steps (each file is removed even when an
 // earlier one could not be).
 void Keep(Status* first, Status s) {
@@ -351,6 +370,14 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
   }
 
   if (options.dry_run) {
+    // Every kept partial download counts (one being resumed right now would be finished and
+    // gone by the time a real gc runs, or kept by it).
+    Result<std::vector<PartialDownload>> partials = ListPartialDownloads(env_, root_);
+    if (!partials.ok()) return partials.status().WithContext(what);
+    for (const PartialDownload& p : *partials) {
+      ++report.partial_downloads_removed;
+      report.partial_bytes_removed += p.size;
+    }
     for (const auto& [text, info] : blob_info) {
       report.blobs_removed.push_back(info.digest);
       report.bytes_removed += info.size;
@@ -540,6 +567,23 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
     if (s.code() != Code::kNotFound) Keep(&first_error, s);
   }
 
+  // 5b. Partial downloads kept for resumption that no ingest is resuming now (its lock is free):
+  //     gc is the moment a user asks for the space back.
+  Result<std::vector<PartialDownload>> partials = ListPartialDownloads(env_, root_);
+  if (!partials.ok()) return partials.status().WithContext(what);
+  for (const PartialDownload& p : *partials) {
+    Result<std::optional<locking::LockGuard>> g = TryLock(locks_, BlobLockName(p.digest));
+    if (!g.ok()) return g.status().WithContext(what);
+    if (!g->has_value()) continue;  // being resumed right now
+    Status s = env_->RemoveFile(IngestDir(root_) + "/" + p.name);
+    if (s.ok()) {
+      ++report.partial_downloads_removed;
+      report.partial_bytes_removed += p.size;
+    } else if (s.code() != Code::kNotFound) {
+      Keep(&first_error, s);
+    }
+  }
+
   // 6. Lock files nobody holds, of blobs and layers (present or not): one is created per
   //    digest ever ingested or layer ever unpacked, and an idle one is only an inode. A lock
   //    file in use (an ingest, an unpack, a mount) is left alone by RemoveIfUnused, and one
@@ -599,6 +643,13 @@ Result<DiskUsage> Store::GetDiskUsage() {
   if (!layer_bytes.ok()) return layer_bytes.status();
   usage.layers = *layers;
   usage.layer_bytes = *layer_bytes;
+
+  Result<std::vector<PartialDownload>> partials = ListPartialDownloads(env_, root_);
+  if (!partials.ok()) return partials.status();
+  for (const PartialDownload& p : *partials) {
+    ++usage.partial_downloads;
+    usage.partial_bytes += p.size;
+  }
 
   Result<gc_internal::GcPlan> plan = gc_internal::Plan(*txn, locks_);
   if (!plan.ok()) return plan.status();

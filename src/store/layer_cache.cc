@@ -357,8 +357,13 @@ Result<std::vector<Digest>> IncompleteRows(Db& db) {
 
 // Resets an 'incomplete' row whose extractor is dead (the caller holds the lock exclusively):
 // the row back to 'none', and a directory renamed into place just before the kill removed
-// (it may not be durable, and nothing recorded it).
+// (it may not be durable, and nothing recorded it). The row is read again first: the caller saw
+// it 'incomplete' before it took the lock, and an extractor that finished in between (its row
+// now 'complete') must keep its directory.
 Result<bool> ResetIncomplete(Db& db, Env* env, const std::string& root, const Digest& chain) {
+  Result<std::optional<std::string>> now = RowState(db, chain);
+  if (!now.ok()) return now.status();
+  if (!now->has_value() || **now != "incomplete") return false;
   Status s = env->RemoveTree(LayerDir(root, chain));
   if (!s.ok()) return s;
   return SetState(db, chain, "none", std::nullopt, "incomplete");
@@ -367,7 +372,7 @@ Result<bool> ResetIncomplete(Db& db, Env* env, const std::string& root, const Di
 }  // namespace
 
 Result<int> RecoverLayers(Db& db, Env* env, const locking::LockSpace& locks,
-                          const std::string& root) {
+                          const std::string& root, const std::function<void()>& after_listing) {
   int cleaned = 0;
   Result<std::vector<std::string>> names = env->ListDir(LayersDir(root));
   if (!names.ok()) return names.status();
@@ -383,6 +388,7 @@ Result<int> RecoverLayers(Db& db, Env* env, const locking::LockSpace& locks,
   }
   Result<std::vector<Digest>> incomplete = IncompleteRows(db);
   if (!incomplete.ok()) return incomplete.status();
+  if (after_listing) after_listing();
   for (const Digest& chain : *incomplete) {
     Result<std::optional<locking::LockGuard>> g = TryLockLayer(locks, chain, "recover layer");
     if (!g.ok()) return g.status();

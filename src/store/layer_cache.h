@@ -54,9 +54,11 @@ Result<layers::ExtractStats> ExtractInto(const Context& ctx, const LayerRecord& 
                                          const LayerUseOptions& options, const std::string& dir);
 
 // Store::Open: removes staging directories and resets 'incomplete' rows whose layer lock is free
-// (their extractor is dead). Returns how many it cleaned up.
+// (their extractor is dead). Returns how many it cleaned up. `after_listing` runs between reading
+// the incomplete rows and locking each (tests: an extractor finishes right there).
 Result<int> RecoverLayers(Db& db, Env* env, const locking::LockSpace& locks,
-                          const std::string& root);
+                          const std::string& root,
+                          const std::function<void()>& after_listing = nullptr);
 
 // Store::Check and Repair: the kLayerDir problems of ROOT/layers and the layers rows.
 Status CheckLayers(Db& db, Env* env, const locking::LockSpace& locks, const std::string& root,

@@ -259,13 +259,26 @@ class Puller {
     io.media_type = d.media_type;
     io.operation = operation_;
     std::unique_ptr<SequentialFile> blob;
+    uint64_t start = 0;  // the first byte to ask the source for
     uint64_t done = 0;
+    if (source_.ResumableBlobs()) {
+      // A registry download that breaks (or whose process is killed) is kept and resumed by the
+      // next pull of the blob; IngestBlob says where to start.
+      io.resume_at = [&](uint64_t offset) {
+        blob.reset();
+        start = offset;
+        done = offset;
+        return Status::OK();
+      };
+    }
     Result<IngestResult> r =
         store_.IngestBlob(d.digest, io, [&](std::span<std::byte> buf) -> Result<size_t> {
-          // An error from the reader makes IngestBlob drop its ingest entry: nothing is left.
+          // An error from the reader makes IngestBlob drop its ingest entry (or keep it for
+          // resumption): nothing half-written is ever taken for the blob.
           IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
           if (blob == nullptr) {
-            Result<std::unique_ptr<SequentialFile>> opened = source_.GetBlob(d);
+            Result<std::unique_ptr<SequentialFile>> opened =
+                start > 0 ? source_.GetBlobFrom(d, start) : source_.GetBlob(d);
             if (!opened.ok()) return opened.status();
             blob = std::move(*opened);
           }

@@ -43,6 +43,14 @@ std::string BlobLockName(const Digest& digest) {
   return "blob-" + std::string(digest.algorithm()) + "-" + std::string(digest.hex());
 }
 
+std::string PartialIngestName(const Digest& digest) {
+  return std::string(kIngestPrefix) + std::string(digest.hex()) + ".partial";
+}
+
+bool IsPartialIngest(std::string_view name) {
+  return name.ends_with(".partial") && !IngestEntryDigest(name).empty();
+}
+
 Digest IngestEntryDigest(std::string_view name) {
   if (!name.starts_with(kIngestPrefix)) return Digest();
   size_t dot = name.find('.');
@@ -152,12 +160,25 @@ Result<std::string> Store::DefaultRoot() {
 Status Store::Recover() {
   // 1. Ingest entries of dead writers. A writer holds the digest's lock for as long as its entry
   //    exists, so a successful try-lock proves the writer is gone; holding the lock while
-  //    removing keeps a new writer of that digest from starting meanwhile.
+  //    removing keeps a new writer of that digest from starting meanwhile. A partial download
+  //    is kept for the next pull to resume, unless it has waited longer than its TTL.
   Result<std::vector<std::string>> entries = env_->ListDir(IngestDir(root_));
   if (!entries.ok()) return entries.status();
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   for (const std::string& name : *entries) {
     Digest digest = IngestEntryDigest(name);
     if (digest.empty()) continue;  // not ours to judge here; Check reports it
+    const bool partial = IsPartialIngest(name);
+    if (partial) {
+      Result<FileStat> st = env_->Stat(IngestDir(root_) + "/" + name);
+      if (!st.ok()) continue;  // resumed and finished meanwhile
+      const int64_t ttl_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.partial_download_ttl)
+              .count();
+      if (now_ns - st->mtime_ns < ttl_ns) continue;
+    }
     Result<locking::Lock> lock = locks_.Get(BlobLockName(digest));
     if (!lock.ok()) return lock.status();
     Result<locking::LockGuard> guard =
@@ -168,7 +189,7 @@ Status Store::Recover() {
     }
     Status s = env_->RemoveTree(IngestDir(root_) + "/" + name);
     if (!s.ok()) return s;
-    ++recovery_.ingests_removed;
+    ++(partial ? recovery_.partial_downloads_removed : recovery_.ingests_removed);
   }
 
   // 2. Leases of dead holders: rows first (a row names a lease file; the file is the proof of

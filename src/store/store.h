@@ -6,7 +6,8 @@
 // Layout of a root (design.md):
 //   ROOT/meta.db          SQLite (WAL): blobs, manifests, images, names, layers, leases
 //   ROOT/blobs/sha256/HEX immutable, read-only (0444) blobs exactly as received
-//   ROOT/ingest/          in-progress writes: sha256-HEX.<random>; never read as content
+//   ROOT/ingest/          in-progress writes: sha256-HEX.<random>; never read as content;
+//                         sha256-HEX.partial: a registry download kept for resumption
 //   ROOT/layers/          unpacked layers: sha256-HEX (a chainID) per layer, one layer's own
 //                         entries with overlay whiteouts; .staging-* while being extracted
 //   ROOT/mounts/NAME/     a mount: merged/ (the mount point), upper/ and work/ (overlay)
@@ -26,8 +27,11 @@
 //
 // Crash safety: Store::Open quietly removes what a killed writer left: ingest entries whose
 // per-digest lock is free (their writer is dead), and dead leases (files and rows). A live
-// writer's entries are left alone (its lock is held). docs/store.md has the step-by-step crash
-// analysis of the ingest protocol.
+// writer's entries are left alone (its lock is held). The exception is a resumable download
+// (IngestOptions::resume_at): its bytes so far stay in ingest/sha256-HEX.partial for the next
+// ingest of the digest to go on from, until gc removes it or it is older than
+// StoreOptions::partial_download_ttl. docs/store.md has the step-by-step crash analysis of the
+// ingest protocol.
 //
 // All file I/O of the store goes through StoreOptions::env (SQLite does its own I/O; lock files
 // are src/locking's), so tests can fail any write, sync, rename or mkdir.
@@ -68,6 +72,9 @@ struct StoreOptions {
   // Called once per lock wait that lasts longer than a second: "waiting for lock NAME held by
   // pid N (OPERATION) for Ts". The CLI prints it on stderr.
   std::function<void(const std::string& line)> on_wait;
+  // A partial download (IngestOptions::resume_at) that nobody resumed for this long is removed
+  // by Store::Open, as gc removes any that no ingest holds.
+  std::chrono::seconds partial_download_ttl = std::chrono::hours(24);
 };
 
 struct BlobInfo {
@@ -84,6 +91,15 @@ struct IngestOptions {
   std::string media_type;
   // Published in the lock file for other processes' diagnostics ("pull docker.io/library/x").
   std::string operation;
+  // Set for a source that can start at any byte (a registry, with Range). The ingest then keeps
+  // what it read when the source fails or the process dies, as ingest/sha256-HEX.partial; the
+  // next ingest of the digest hashes that prefix again, calls resume_at(its size) before its
+  // first read, and reads only the rest. If the whole then fails verification (the prefix was
+  // damaged, say by a power cut before it was synced), it starts over once with resume_at(0).
+  // After resume_at(N) the reader must deliver the blob from byte N. A failed write (a full
+  // disk) or a verification failure removes the partial file. Unset: every ingest reads from
+  // byte 0 and leaves nothing behind.
+  std::function<Status(uint64_t offset)> resume_at;
 };
 
 struct IngestResult {
@@ -137,9 +153,10 @@ struct CheckReport {
 // What Store::Open cleaned up after earlier crashes.
 struct RecoveryStats {
   int ingests_removed = 0;
-  int leases_removed = 0;          // lease files and lease rows of dead holders
-  int layer_stagings_removed = 0;  // staging dirs and 'incomplete' layers of dead extractors
-  int mounts_removed = 0;          // mounts whose creator or remover died half-way
+  int leases_removed = 0;             // lease files and lease rows of dead holders
+  int layer_stagings_removed = 0;     // staging dirs and 'incomplete' layers of dead extractors
+  int mounts_removed = 0;             // mounts whose creator or remover died half-way
+  int partial_downloads_removed = 0;  // older than StoreOptions::partial_download_ttl
 };
 
 // A lease pins blobs against gc while an operation (pull, push) works with no lock held. It is
@@ -332,7 +349,9 @@ struct GcReport {
   int leases_removed = 0;             // dead leases (rows and files)
   int lock_files_removed = 0;         // idle lock files of blobs and layers (held ones stay)
   int orphan_files_removed = 0;       // files in blobs/ without a row (left by a crash)
-  int skipped_busy = 0;               // candidates skipped because an ingest or unpack holds them
+  int partial_downloads_removed = 0;  // kept downloads no ingest was resuming (resume_at)
+  uint64_t partial_bytes_removed = 0;
+  int skipped_busy = 0;  // candidates skipped because an ingest or unpack holds them
   // (Blobs that a live lease pins are not candidates at all: they are kept silently.)
 };
 
@@ -347,6 +366,8 @@ struct DiskUsage {
   uint64_t reclaimable_bytes = 0;
   uint64_t reclaimable_layers = 0;  // unpacked layers gc would remove now
   uint64_t reclaimable_layer_bytes = 0;
+  uint64_t partial_downloads = 0;  // kept for resumption (IngestOptions::resume_at); gc removes
+  uint64_t partial_bytes = 0;      // those no ingest is resuming now
 };
 
 class Store {
@@ -532,6 +553,10 @@ class Store {
 // Paths and names of the layout, shared by the files of src/store.
 std::string BlobsDir(const std::string& root);   // ROOT/blobs/sha256
 std::string IngestDir(const std::string& root);  // ROOT/ingest
+// The name of a digest's kept partial download in ingest/ ("sha256-HEX.partial"), and whether an
+// ingest/ entry is one.
+std::string PartialIngestName(const Digest& digest);
+bool IsPartialIngest(std::string_view name);
 // The per-digest lock: "blob-sha256-HEX".
 std::string BlobLockName(const Digest& digest);
 // The digest an ingest entry belongs to ("sha256-HEX.<random>"), or an empty Digest.

@@ -531,6 +531,15 @@ Result<TempFile> TempFile::Create(Env* env, const std::string& dir, std::string_
   return last;
 }
 
+Result<TempFile> TempFile::OpenToAppend(Env* env, std::string path, mode_t perm) {
+  WritableFileOptions options;
+  options.mode = OpenMode::kAppend;
+  options.perm = perm;
+  Result<std::unique_ptr<WritableFile>> file = env->NewWritableFile(path, options);
+  if (!file.ok()) return file.status();
+  return TempFile(env, std::move(path), std::move(file).value());
+}
+
 TempFile::TempFile(TempFile&& other) noexcept
     : env_(other.env_), path_(std::move(other.path_)), file_(std::move(other.file_)) {
   other.path_.clear();
@@ -590,6 +599,14 @@ Status TempFile::Abandon() {
   s = env_->RemoveFile(path_);
   path_.clear();
   return s.code() == Code::kNotFound ? Status::OK() : s;
+}
+
+Status TempFile::Keep() {
+  if (path_.empty()) return Status::OK();
+  Status s = file_ ? file_->Close() : Status::OK();
+  file_.reset();
+  path_.clear();
+  return s;
 }
 
 // --- Paths -----------------------------------------------------------------------------------

@@ -271,6 +271,12 @@ class TempFile {
                                  std::string_view prefix = ".tmp-", mode_t perm = 0644,
                                  bool sync_metadata = false);
 
+  // Opens PATH, a fixed name, to append to what an earlier writer left there (created empty,
+  // with permission bits perm, if missing): a download resumed after a failure or a kill
+  // (store/blob_store.cc). The caller keeps other writers of PATH away (a lock). Commit and
+  // Abandon work as for Create; Keep leaves the file for the next writer.
+  static Result<TempFile> OpenToAppend(Env* env, std::string path, mode_t perm = 0644);
+
   TempFile(TempFile&& other) noexcept;
   TempFile& operator=(TempFile&& other) noexcept;
   ~TempFile();  // Abandon(), ignoring errors
@@ -287,8 +293,11 @@ class TempFile {
   // the directory, is durable too) and kAlreadyExists is returned. If the final SyncDir fails,
   // the target exists but is not known to be durable: treat the commit as failed.
   Status Commit(const std::string& target, CommitMode mode = CommitMode::kReplace);
-  // Closes and removes the temporary file. No-op after Commit or Abandon.
+  // Closes and removes the temporary file. No-op after Commit, Abandon or Keep.
   Status Abandon();
+  // Closes the file and leaves it where it is (OpenToAppend's files: the next writer goes on
+  // from its end). No-op after Commit, Abandon or Keep.
+  Status Keep();
 
  private:
   TempFile(Env* env, std::string path, std::unique_ptr<WritableFile> file)

@@ -1,7 +1,8 @@
 // Cancelling a registry pull and push through the public API (CancelToken): against a real
 // registry behind a throttling proxy (tests/common/fault_proxy.h), the call returns kCancelled
 // within a second of Cancel() — while bytes trickle, and while none flow at all — and the store
-// checks clean with nothing recorded; the registry gets no manifest from a cancelled push.
+// checks clean with nothing recorded (what had arrived is kept for the next pull to resume, until
+// gc); the registry gets no manifest from a cancelled push.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -64,11 +65,23 @@ class ApiCancelTest : public ::testing::Test {
     return s.ok() ? std::move(*s) : nullptr;
   }
 
-  static void ExpectClean(Store& store, size_t images) {
+  // Check is clean, `images` are listed, no lease is left, and ingest/ is empty — but for the
+  // download a cancelled registry pull keeps when bytes had arrived (kept_download), which the
+  // next pull would resume and which gc removes.
+  static void ExpectClean(Store& store, size_t images, bool kept_download = false) {
     Result<CheckReport> check = store.Check(Verified());
     ASSERT_TRUE(check.ok()) << check.status().ToString();
     EXPECT_TRUE(check->clean()) << check->problems[0].message;
     EXPECT_EQ(store.List()->size(), images);
+    if (kept_download) {
+      Result<DiskUsage> df = store.Df();
+      ASSERT_TRUE(df.ok()) << df.status().ToString();
+      EXPECT_EQ(df->partial_downloads, 1u);
+      EXPECT_GT(df->partial_bytes, 0u);
+      Result<GcReport> gc = store.Gc();
+      ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+      EXPECT_EQ(gc->partial_downloads_removed, 1);
+    }
     EXPECT_TRUE(std::filesystem::is_empty(store.root() + "/ingest"));
     Result<LocksReport> locks = store.Locks();
     ASSERT_TRUE(locks.ok());
@@ -111,7 +124,7 @@ TEST_F(ApiCancelTest, PullWhileBytesTrickle) {
       [&] { return done.load() > 0; });
   EXPECT_EQ(status.code(), Code::kCancelled) << status.ToString();
   EXPECT_LT(took, kPrompt);
-  ExpectClean(*other, 0);
+  ExpectClean(*other, 0, /*kept_download=*/true);
 }
 
 TEST_F(ApiCancelTest, PullWhileNoByteFlows) {

@@ -78,7 +78,10 @@ TEST(PullCrashStressTest, KilledPullsLeaveAConsistentStore) {
     ASSERT_EQ(check.exit_code, 0) << check.Describe();
     ASSERT_TRUE(check.out.empty()) << check.Describe();
   }
-  EXPECT_LT(completed, kKills / 2) << "most pulls ended before the kill: nothing was tested";
+  // Kill instants spread over the fastest probe, so about half the pulls finish first; fewer
+  // than a third killed mid-way would mean the kills missed the pull.
+  EXPECT_GE(kKills - completed, kKills / 3)
+      << "most pulls ended before the kill: nothing was tested";
 
   CliResult again = RunImgstore(root, {"pull", source});
   ASSERT_EQ(again.exit_code, 0) << again.Describe();

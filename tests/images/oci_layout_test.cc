@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -357,6 +358,41 @@ TEST(OciLayoutTest, WriterVerifiesDigests) {
   TestImage im = MakeImage();
   EXPECT_EQ(w->AddImage(im.manifest_desc, "v1").code(), Code::kFailedPrecondition);
   EXPECT_EQ(w->AddImage(im.manifest_desc, "bad ref").code(), Code::kInvalidArgument);
+}
+
+// A writer killed before it wrote oci-layout leaves its directory, maybe its dead temporary
+// oci-layout file, and (older versions) an empty blobs/sha256/: the next writer takes it over.
+// Anything else in a directory without oci-layout is not ours to write into.
+TEST(OciLayoutTest, WriterTakesOverWhatAKilledWriterStartedButNothingElse) {
+  TempDir tmp;
+  Env* env = Env::Default();
+  const std::string dir = tmp.Sub("killed");
+  ASSERT_TRUE(env->CreateDirs(dir + "/blobs/sha256").ok());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Result<TempFile> t = TempFile::Create(env, dir, ".oci-layout.tmp-");
+    ::_exit(t.ok() && t->Append("{").ok() ? 0 : 1);  // no destructor runs: as if killed
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  Result<OciLayoutWriter> w = OciLayoutWriter::Open(env, dir);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_TRUE(env->FileExists(dir + "/oci-layout"));
+  EXPECT_EQ(env->ListDir(dir)->size(), 2u) << "oci-layout and blobs/ only";
+
+  for (const char* foreign : {"notes.txt", "blobs/sha256/abc"}) {
+    SCOPED_TRACE(foreign);
+    const std::string other = tmp.Sub(std::string("other-") + (foreign[0] == 'n' ? "1" : "2"));
+    ASSERT_TRUE(env->CreateDirs(other + "/blobs/sha256").ok());
+    ASSERT_TRUE(env->WriteFileAtomically(other + "/" + foreign, "x").ok());
+    Result<OciLayoutWriter> refused = OciLayoutWriter::Open(env, other);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition);
+    EXPECT_NE(refused.status().message().find("is not an OCI layout"), std::string::npos);
+    EXPECT_FALSE(env->FileExists(other + "/oci-layout"));
+  }
 }
 
 TEST(OciLayoutTest, PutBlobFromStreamVerifiesAndLeavesNoTempFile) {

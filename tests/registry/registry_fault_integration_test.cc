@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "common/cli_runner.h"
 #include "common/fault_proxy.h"
 #include "common/registry_fixture.h"
+#include "common/subprocess.h"
 #include "common/temp_dir.h"
 #include "common/test_image.h"
 #include "images/reference.h"
@@ -140,6 +142,9 @@ class FaultTest : public ::testing::Test {
     return root_.Sub("blobs/sha256/" + std::string(d.hex()));
   }
 
+  // Defined with the tests of kept downloads, below.
+  void FailAfter(const std::string& rest, const Digest& layer, uint64_t bytes);
+
   // What `imgstore list -q` prints: the image ids, one a line.
   std::string ListedIds() {
     CliResult r = RunImgstore(root_.path(), {"list", "-q"});
@@ -244,6 +249,152 @@ TEST_F(FaultTest, AConnectionDroppedMidBlobIsResumedWithRange) {
   EXPECT_EQ(WithoutAddedTime(a.out), WithoutAddedTime(b.out));
   EXPECT_TRUE(Contains(a.out, im.manifest_digest.ToString())) << a.out;
   EXPECT_TRUE(Contains(a.out, im.id.ToString())) << a.out;
+}
+
+// --- Downloads kept across pulls: a pull that fails or is killed mid-blob leaves what it got in
+// ingest/ (check stays clean, df counts it), and the next pull asks only for the rest.
+
+// The size of the partial download of `d` in the store at root (0 when there is none).
+uint64_t PartialSize(const std::string& root, const Digest& d) {
+  std::error_code ec;
+  uint64_t n =
+      std::filesystem::file_size(root + "/ingest/sha256-" + std::string(d.hex()) + ".partial", ec);
+  return ec ? 0 : n;
+}
+
+// The Range headers of the GETs of `layer` the proxy saw, in order ("" for none).
+std::vector<std::string> RangesOf(const FaultProxy& proxy, const std::string& layer) {
+  std::vector<std::string> out;
+  for (const SeenRequest& s : proxy.Requests()) {
+    if (s.method == "GET" && Contains(s.path, layer)) out.push_back(s.Header("range"));
+  }
+  return out;
+}
+
+// A pull of `rest` whose layer `layer` breaks after `bytes` and then is not found (404) at the
+// resumption: one error line naming the layer, and those bytes kept. The proxy is reset after.
+void FaultTest::FailAfter(const std::string& rest, const Digest& layer, uint64_t bytes) {
+  proxy_.AddRule(FaultRule::DropResponseAfter(bytes).For("GET", layer.ToString()));
+  proxy_.AddRule(FaultRule::Answer(404, {}, R"({"errors":[{"code":"BLOB_UNKNOWN"}]})")
+                     .For("GET", layer.ToString())
+                     .Times(-1));
+  CliResult failed = Pull(rest, {"-q"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.Describe();
+  EXPECT_EQ(ErrorLines(failed.err).size(), 1u) << failed.err;
+  EXPECT_TRUE(Contains(failed.err, layer.ToString())) << failed.err;
+  ASSERT_EQ(PartialSize(root_.path(), layer), bytes);
+  proxy_.ClearRules();
+  proxy_.ClearRecords();
+}
+
+TEST_F(FaultTest, AFailedPullKeepsItsDownloadAndTheNextPullResumesIt) {
+  const TestImage im = Image(120, 1, 2 << 20);
+  Push(im, "fault/keep:1");
+  const Digest layer_digest = Digest::Of(im.layers[0]);
+  const std::string layer = layer_digest.ToString();
+  ASSERT_NO_FATAL_FAILURE(FailAfter("fault/keep:1", layer_digest, 300u << 10));
+
+  CliResult check = RunImgstore(root_.path(), {"check"});
+  EXPECT_EQ(check.exit_code, 0) << check.Describe();
+  EXPECT_EQ(check.out, "") << "a kept download is not a problem";
+  CliResult df = RunImgstore(root_.path(), {"df", "--format", "json"});
+  ASSERT_EQ(df.exit_code, 0) << df.Describe();
+  EXPECT_TRUE(Contains(df.out, "\"partial_downloads\": 1")) << df.out;
+  EXPECT_TRUE(Contains(df.out, "\"partial_bytes\": " + std::to_string(300 << 10))) << df.out;
+
+  CliResult r = Pull("fault/keep:1", {"-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(RangesOf(proxy_, layer), std::vector<std::string>{"bytes=307200-"});
+  EXPECT_LT(proxy_.bytes_to_client(), im.layers[0].size()) << "the kept bytes came again";
+  EXPECT_EQ(PartialSize(root_.path(), layer_digest), 0u);
+  EXPECT_EQ(RunImgstore(root_.path(), {"check", "--verify-content"}).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::is_empty(root_.Sub("ingest")));
+  EXPECT_EQ(ListedIds(), std::string(im.id.hex().substr(0, 12)) + "\n");
+}
+
+TEST_F(FaultTest, ARangeRefusedForAKeptDownloadFallsBackToTheWholeBlob) {
+  const TestImage im = Image(122, 1, 2 << 20);
+  Push(im, "fault/r416:1");
+  const Digest layer_digest = Digest::Of(im.layers[0]);
+  const std::string layer = layer_digest.ToString();
+  ASSERT_NO_FATAL_FAILURE(FailAfter("fault/r416:1", layer_digest, 200u << 10));
+
+  // A server that answers 416 to any Range: the pull asks again without one, drops the bytes
+  // it already has as they come, and completes (instead of failing at the same byte forever).
+  proxy_.AddRule(FaultRule::Answer(416).For("GET", layer));
+  CliResult r = Pull("fault/r416:1", {"-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(RangesOf(proxy_, layer), (std::vector<std::string>{"bytes=204800-", ""}));
+  EXPECT_EQ(RunImgstore(root_.path(), {"check", "--verify-content"}).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::is_empty(root_.Sub("ingest")));
+}
+
+TEST_F(FaultTest, AKilledPullIsResumedByTheNextPullAndGcRemovesWhatNobodyResumes) {
+  const TestImage im = Image(121, 1, 6 << 20);
+  Push(im, "fault/killed:1");
+  const Digest layer_digest = Digest::Of(im.layers[0]);
+  const std::string layer = layer_digest.ToString();
+  proxy_.SetThrottle(2 << 20);  // 2 MiB/s: the layer takes about 3 s
+
+  imgstore::testing::Subprocess p;
+  std::string error;
+  ASSERT_TRUE(p.Start(imgstore::testing::ImgstoreBinary(),
+                      {"--root", root_.path(), "pull", "-q", Ref("fault/killed:1")}, &error))
+      << error;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (PartialSize(root_.path(), layer_digest) < (1u << 20) &&
+         std::chrono::steady_clock::now() < deadline && p.running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int status = p.KillAndWait();
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the pull ended before the kill: "
+                                   << imgstore::testing::Subprocess::DescribeStatus(status);
+  const uint64_t kept = PartialSize(root_.path(), layer_digest);
+  ASSERT_GE(kept, 1u << 20);
+  ASSERT_LT(kept, im.layers[0].size());
+
+  // Opening the store (list, check) keeps it; check finds nothing wrong.
+  EXPECT_EQ(ListedIds(), "");
+  CliResult check = RunImgstore(root_.path(), {"check"});
+  EXPECT_EQ(check.exit_code, 0) << check.Describe();
+  EXPECT_EQ(PartialSize(root_.path(), layer_digest), kept);
+
+  // The next pull asks only for the rest.
+  proxy_.SetThrottle(0);
+  proxy_.ClearRecords();
+  CliResult r = Pull("fault/killed:1", {"-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(RangesOf(proxy_, layer),
+            std::vector<std::string>{"bytes=" + std::to_string(kept) + "-"});
+  EXPECT_LE(proxy_.bytes_to_client(), im.layers[0].size() - kept + (64 << 10));
+  EXPECT_EQ(RunImgstore(root_.path(), {"check", "--verify-content"}).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::is_empty(root_.Sub("ingest")));
+  EXPECT_EQ(ListedIds(), std::string(im.id.hex().substr(0, 12)) + "\n");
+
+  // Killed again in a fresh store, then never resumed: gc takes the space back (a dry run
+  // reports it and keeps it).
+  TempDir other;
+  proxy_.SetThrottle(2 << 20);
+  imgstore::testing::Subprocess q;
+  ASSERT_TRUE(q.Start(imgstore::testing::ImgstoreBinary(),
+                      {"--root", other.path(), "pull", "-q", Ref("fault/killed:1")}, &error))
+      << error;
+  const auto deadline2 = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (PartialSize(other.path(), layer_digest) < (512u << 10) &&
+         std::chrono::steady_clock::now() < deadline2 && q.running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(WIFSIGNALED(q.KillAndWait()));
+  proxy_.SetThrottle(0);
+  ASSERT_GT(PartialSize(other.path(), layer_digest), 0u);
+  CliResult dry = RunImgstore(other.path(), {"gc", "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.Describe();
+  EXPECT_TRUE(Contains(dry.err, "1 partial download")) << dry.err;
+  EXPECT_GT(PartialSize(other.path(), layer_digest), 0u);
+  CliResult gc = RunImgstore(other.path(), {"gc", "--format", "json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.Describe();
+  EXPECT_TRUE(Contains(gc.out, "\"partial_downloads_removed\": 1")) << gc.out;
+  EXPECT_TRUE(std::filesystem::is_empty(other.Sub("ingest")));
 }
 
 TEST_F(FaultTest, ARegistryThatIgnoresRangeIsReadPastTheBytesAlreadyHad) {

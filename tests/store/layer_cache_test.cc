@@ -2,6 +2,8 @@
 // between images extracted once, concurrent users extract once, a bad layer leaves nothing, gc
 // keeps held layers and takes unused ones, a removed image fails cleanly, Store::Open recovers
 // what a dead extractor left, and Check/Repair find and fix stray layer directories.
+#include "store/layer_cache.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -329,6 +331,44 @@ TEST_F(LayerCacheTest, OpenLeavesLiveExtractionAlone) {
   Result<CheckReport> report = reopened->Check();
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->clean()) << testing::Describe(*report);  // work in progress
+}
+
+// Every command's Store::Open recovers layers: it reads the 'incomplete' rows, then try-locks
+// each. An extractor that finishes in between (row 'complete', lock released) must keep its
+// layer; found by the multi-process stress test as "recorded as unpacked but its directory is
+// missing".
+TEST_F(LayerCacheTest, OpenLeavesALayerWhoseExtractorFinishedAfterTheListing) {
+  TestImage image = Add({BaseTar()}, "done");
+  const Digest chain = Chains(image)[0];
+  { ASSERT_TRUE(store_->AcquireLayers("done").ok()); }
+  ASSERT_EQ(StateOf(*store_, chain), "complete");
+  // The extractor as the listing sees it: row 'incomplete', its lock held.
+  auto set_state = [&](const std::string& state) {
+    Result<WriteTransaction> txn = store_->db().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE(txn->Exec("UPDATE layers SET unpack_state = '" + state + "' WHERE chain_id = '" +
+                          chain.ToString() + "'")
+                    .ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  };
+  set_state("incomplete");
+  Result<locking::Lock> lock = store_->locks().Get(LayerLockName(chain));
+  ASSERT_TRUE(lock.ok());
+  Result<locking::LockGuard> extractor = lock->TryAcquire(locking::LockMode::kUpgradable, "x");
+  ASSERT_TRUE(extractor.ok());
+  bool finished = false;
+  Result<int> cleaned = layer_cache::RecoverLayers(store_->db(), Env::Default(), store_->locks(),
+                                                   store_->root(), [&] {
+                                                     set_state("complete");
+                                                     extractor->Release();
+                                                     finished = true;
+                                                   });
+  ASSERT_TRUE(cleaned.ok()) << cleaned.status().ToString();
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(*cleaned, 0);
+  EXPECT_TRUE(Exists(LayerDir(store_->root(), chain) + "/etc/os-release"));
+  EXPECT_EQ(StateOf(*store_, chain), "complete");
+  ExpectConsistent(*store_);
 }
 
 TEST_F(LayerCacheTest, RepairFixesLayerDirectories) {
