@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "layers/decompress.h"
+#include "layers/tee_stream.h"
 
 namespace imgstore::store {
 namespace layer_cache {
@@ -153,10 +154,11 @@ layers::ExtractOptions ExtractOptionsFor(const LayerRecord& layer, const LayerUs
 
 // Extracts the layer into `staging` (overlay whiteouts) and, when apply_dir is set, onto
 // apply_dir (whiteouts applied). Writing the files is what costs on a small machine (kernel time
-// per file and per byte), not decompressing them, so the two trees are written by two passes on
-// two threads, each decompressing the blob itself and checking the diffID, rather than by one
-// pass that writes each entry twice on one thread (docs/performance.md, "Unpack and mount").
-// Progress and warnings come from the destination's pass only: they would say the same twice.
+// per file and per byte), so the two trees are written by two passes on two threads rather than
+// by one pass that writes each entry twice; the blob is decompressed once for both (TeeStream),
+// since decompressing gzip is the other half of the cost. Each pass hashes the stream and checks
+// the diffID itself (docs/performance.md, "Unpack and mount"). Progress and warnings come from
+// the destination's pass only: they would say the same twice.
 Result<layers::ExtractStats> ExtractToCacheAndDestination(Store& store, const LayerRecord& layer,
                                                           const std::string& staging,
                                                           std::span<const std::string> lower_dirs,
@@ -165,14 +167,19 @@ Result<layers::ExtractStats> ExtractToCacheAndDestination(Store& store, const La
   const std::vector<layers::ExtractTarget> cache{
       {staging, layers::WhiteoutMode::kOverlay,
        std::vector<std::string>(lower_dirs.begin(), lower_dirs.end())}};
-  auto extract = [&store, &layer](const std::vector<layers::ExtractTarget>& targets,
-                                  const layers::ExtractOptions& eo) {
-    auto blob = OpenLayerBlob(store, layer);
-    if (!blob.ok()) return Result<layers::ExtractStats>(blob.status());
-    return layers::ExtractLayerBlob(std::move(blob->first), blob->second, targets, eo);
-  };
   layers::ExtractOptions eo = ExtractOptionsFor(layer, options);
-  if (apply_dir.empty()) return extract(cache, eo);
+  auto blob = OpenLayerBlob(store, layer);
+  if (!blob.ok()) return blob.status();
+  if (apply_dir.empty()) {
+    return layers::ExtractLayerBlob(std::move(blob->first), blob->second, cache, eo);
+  }
+  Result<std::unique_ptr<SequentialFile>> tar =
+      layers::OpenDecompressed(std::move(blob->first), blob->second, eo.limits.decompress);
+  if (!tar.ok()) return tar.status();
+  layers::TeeStream tee(std::move(*tar), 2);
+  std::unique_ptr<SequentialFile> cache_in = tee.Reader(0);
+  std::unique_ptr<SequentialFile> apply_in = tee.Reader(1);
+
   // A pass that fails stops the other (which then ends as cancelled): its error is the one told.
   std::atomic<bool> failed{false};
   const std::function<bool()> caller_cancelled = eo.cancelled;
@@ -184,12 +191,15 @@ Result<layers::ExtractStats> ExtractToCacheAndDestination(Store& store, const La
   quiet.on_warning = nullptr;
   Result<layers::ExtractStats> cached = Status(Code::kInternal, "cache extraction did not run");
   std::thread cache_pass([&] {
-    cached = extract(cache, quiet);
+    cached = layers::ExtractLayer(*cache_in, cache, quiet);
     if (!cached.ok()) failed = true;
+    cache_in.reset();  // the tee no longer waits for this reader
   });
-  Result<layers::ExtractStats> applied =
-      extract({{apply_dir, layers::WhiteoutMode::kApply, {}}}, eo);
+  const std::vector<layers::ExtractTarget> destination{
+      {apply_dir, layers::WhiteoutMode::kApply, {}}};
+  Result<layers::ExtractStats> applied = layers::ExtractLayer(*apply_in, destination, eo);
   if (!applied.ok()) failed = true;
+  apply_in.reset();
   cache_pass.join();
   const bool applied_first = !applied.ok() && applied.status().code() != Code::kCancelled;
   if (applied_first || (!applied.ok() && cached.ok())) return applied;
