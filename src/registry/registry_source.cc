@@ -37,20 +37,19 @@ std::string BareMediaType(std::string_view content_type) {
 // an earlier pull's download stopped. Read by one thread; the client is shared.
 class BlobFile final : public SequentialFile {
  public:
-  // what: "blob HOST/NAME@DIGEST", for messages; target: "/v2/NAME/blobs/DIGEST". stream: the
-  // answer to a GET of the whole blob, or null to ask from byte `offset` (Open).
+  // what: "blob HOST/NAME@DIGEST", for messages; target: "/v2/NAME/blobs/DIGEST". Nothing is
+  // asked until Open.
   BlobFile(std::string what, RegistryClient* client, std::string target, std::string scope,
-           std::unique_ptr<HttpStream> stream, uint64_t size, uint64_t offset = 0)
+           uint64_t size, uint64_t offset)
       : SequentialFile("docker://" + what.substr(5)),
         what_(std::move(what)),
         client_(client),
         target_(std::move(target)),
         scope_(std::move(scope)),
-        stream_(std::move(stream)),
         size_(size),
         left_(size - std::min(offset, size)) {}
 
-  // Asks for the blob from the offset given to the constructor (GET with Range).
+  // Asks for the blob from the offset given to the constructor (with Range past the first byte).
   Status Open() { return SendFrom("starting at byte"); }
 
   Result<size_t> Read(std::span<std::byte> buf) override {
@@ -124,17 +123,17 @@ class BlobFile final : public SequentialFile {
     return SendFrom("resuming at byte");
   }
 
-  // GET of the blob from the first byte not yet read; a registry that ignores Range sends it all,
-  // and the bytes before are dropped as they come.
+  // GET of the blob from the first byte not yet read (Range past the first byte); a registry
+  // that ignores Range sends it all, and the bytes before are dropped as they come.
   Status SendFrom(const char* doing) {
     const uint64_t got = size_ - left_;
     stream_.reset();
     discard_ = 0;
-    const std::string at = what_ + ": " + doing + " " + std::to_string(got);
+    const std::string at = got == 0 ? what_ : what_ + ": " + doing + " " + std::to_string(got);
     RegistryClient::Request r;
     r.target = target_;
     r.scope = scope_;
-    r.headers = {"Range: bytes=" + std::to_string(got) + "-"};
+    if (got > 0) r.headers = {"Range: bytes=" + std::to_string(got) + "-"};
     r.max_redirects = kMaxBlobRedirects;
     Result<std::unique_ptr<HttpStream>> s = client_->Send(r);
     if (!s.ok()) return s.status().WithContext(at);
@@ -199,26 +198,17 @@ class RegistrySource final : public images::ImageSource {
   }
 
   Result<std::unique_ptr<SequentialFile>> GetBlob(const images::Descriptor& d) override {
-    const std::string what = "blob " + ref_.Repository() + "@" + d.digest.ToString();
-    const std::string target = "/v2/" + ref_.path + "/blobs/" + d.digest.ToString();
-    Result<std::unique_ptr<HttpStream>> s =
-        client_->Send("GET", target, scope_, {}, kMaxBlobRedirects);
-    if (!s.ok()) return s.status().WithContext(what);
-    if ((*s)->response().status != 200) return ErrorFromAnswer(**s, what);
-    return std::unique_ptr<SequentialFile>(
-        std::make_unique<BlobFile>(what, client_.get(), target, scope_, std::move(*s),
-                                   static_cast<uint64_t>(std::max<int64_t>(d.size, 0))));
+    return GetBlobFrom(d, 0);
   }
 
   bool ResumableBlobs() const override { return true; }
 
   Result<std::unique_ptr<SequentialFile>> GetBlobFrom(const images::Descriptor& d,
                                                       uint64_t offset) override {
-    const std::string what = "blob " + ref_.Repository() + "@" + d.digest.ToString();
-    const std::string target = "/v2/" + ref_.path + "/blobs/" + d.digest.ToString();
-    auto file =
-        std::make_unique<BlobFile>(what, client_.get(), target, scope_, nullptr,
-                                   static_cast<uint64_t>(std::max<int64_t>(d.size, 0)), offset);
+    auto file = std::make_unique<BlobFile>(
+        "blob " + ref_.Repository() + "@" + d.digest.ToString(), client_.get(),
+        "/v2/" + ref_.path + "/blobs/" + d.digest.ToString(), scope_,
+        static_cast<uint64_t>(std::max<int64_t>(d.size, 0)), offset);
     IMGSTORE_RETURN_IF_ERROR(file->Open());
     return std::unique_ptr<SequentialFile>(std::move(file));
   }

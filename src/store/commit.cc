@@ -24,6 +24,7 @@
 #include "images/media_types.h"
 #include "layers/tree.h"
 #include "store/images_internal.h"
+#include "store/mounts_internal.h"
 #include "store/store.h"
 
 namespace imgstore::store {
@@ -204,6 +205,9 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
   std::string upper_dir;  // an overlay mount: its upper directory holds the changes
   std::string dir;        // otherwise: a tree compared with the base's layers
   std::optional<MountInfo> mount;
+  // A mount's lock, held shared until its changes are written: an umount (exclusive) then waits
+  // for the diff instead of removing the upper directory under it.
+  std::optional<locking::LockGuard> mount_guard;
   if (!base_image.empty()) {
     base = std::string(base_image);
     dir = src;
@@ -217,6 +221,17 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
     if (!got.ok()) {
       return got.status().WithContext("commit (give a base image to commit a directory)");
     }
+    Result<locking::Lock> lock = locks_.Get(mounts::MountLockName(got->name));
+    if (!lock.ok()) return lock.status();
+    locking::LockOptions lo;
+    lo.timeout = options_.lock_timeout;
+    lo.operation = op;
+    lo.on_wait = options_.on_wait;
+    Result<locking::LockGuard> g = lock->Acquire(locking::LockMode::kShared, lo);
+    if (!g.ok()) return g.status().WithContext("commit " + src);
+    mount_guard = std::move(*g);
+    got = GetMount(got->name);  // an umount that finished before the lock shows here
+    if (!got.ok()) return got.status().WithContext("commit");
     mount = std::move(*got);
     base = mount->image_id.ToString();
     if (mount->kind == "overlay") {
@@ -282,6 +297,7 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
   if (!written.ok()) return written.status().WithContext("commit " + src);
   IMGSTORE_RETURN_IF_ERROR((*file)->Sync());
   IMGSTORE_RETURN_IF_ERROR((*file)->Close());
+  mount_guard.reset();  // the changes are read: an umount may go ahead
 
   CommitResult result;
   const layers::WrittenLayer* layer = written->empty ? nullptr : &*written;

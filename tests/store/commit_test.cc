@@ -282,6 +282,38 @@ TEST_F(CommitTest, CopyMount) {
   ExpectConsistent(*store_);
 }
 
+// An umount while a commit of the mount reads its changes waits for the commit (found by the
+// stress test: the umount removed the directory under the diff, which failed with a raw "No such
+// file or directory"). The umount here comes from another Store handle with a short deadline,
+// from inside the diff (the commit's cancel check), and must time out; after the commit it works.
+TEST_F(CommitTest, AnUmountWaitsForACommitOfTheMount) {
+  AddBase("base");
+  MountOptions mo;
+  mo.kind = "copy";
+  mo.name = "busy";
+  Result<MountInfo> m = store_->Mount("base", mo);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  Change(m->path);
+  StoreOptions quick;
+  quick.lock_timeout = std::chrono::milliseconds(200);
+  std::unique_ptr<Store> other = testing::OpenStore(store_->root(), quick);
+  ASSERT_NE(other, nullptr);
+  std::optional<Status> during;
+  CommitOptions opts;
+  opts.names = {"from-busy"};
+  opts.cancelled = [&] {
+    if (!during) during = other->Unmount("busy");
+    return false;
+  };
+  Result<CommitResult> r = store_->Commit("busy", "", opts);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(during.has_value());
+  EXPECT_EQ(during->code(), Code::kTimeout) << during->ToString();
+  EXPECT_EQ(ReadTree(Unpacked("from-busy", "out")), ReadTree(m->path));
+  EXPECT_TRUE(other->Unmount("busy").ok());
+  ExpectConsistent(*store_);
+}
+
 // A mount keeps what its image needs through rmi and gc, so its changes can still be committed
 // once the image is gone (both kinds: an overlay needs no lower layers for the diff, a copy
 // needs them all).
