@@ -241,24 +241,10 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
     }
   }
 
-  Result<std::unique_ptr<StoreLease>> lease = CreateLease(op);
-  if (!lease.ok()) return lease.status();
   Result<ImageDetails> details = mount ? MountBase(*this, *mount) : InspectImage(base);
   if (!details.ok()) return details.status().WithContext("commit: base image");
-  {
-    std::vector<Digest> pins = {details->summary.id};
-    for (const LayerRecord& l : details->layers) pins.push_back(l.digest);
-    IMGSTORE_RETURN_IF_ERROR((*lease)->Pin(pins));
-    // Pinned now; a gc that ran between the inspect and the pin shows here.
-    for (const Digest& d : pins) {
-      Result<bool> has = HasBlob(d);
-      if (!has.ok()) return has.status();
-      if (!*has) {
-        return Status(Code::kNotFound, "commit: blob " + d.ToString() + " of base image " + base +
-                                           " is gone (removed meanwhile?)");
-      }
-    }
-  }
+  Result<std::unique_ptr<StoreLease>> lease = PinImage(*details, op, "commit: base image " + base);
+  if (!lease.ok()) return lease.status();
   Result<images::ImageManifest> manifest =
       images::ParseImageManifest(details->manifest, details->manifest_media_type);
   if (!manifest.ok()) return manifest.status().WithContext("commit: base image manifest");

@@ -50,7 +50,33 @@ Result<std::vector<std::string>> Column(Transaction& txn, const std::string& sql
   }
 }
 
+// A lease may pin chain ids too (an unpack or mount of an image that an rmi removes meanwhile):
+// such a layer row stays, and so do its ancestors.
+void DropPinnedLayers(const std::set<std::string>& pinned,
+                      std::vector<gc_internal::LayerCandidate>* layers) {
+  std::set<std::string> keep;
+  for (const gc_internal::LayerCandidate& l : *layers) {
+    if (pinned.count(l.chain_id.ToString()) != 0) keep.insert(l.chain_id.ToString());
+  }
+  AddAncestors(*layers, &keep);
+  std::erase_if(*layers, [&](const gc_internal::LayerCandidate& l) {
+    return keep.count(l.chain_id.ToString()) != 0;
+  });
+}
+
 }  // namespace
+
+void AddAncestors(const std::vector<LayerCandidate>& layers, std::set<std::string>* keep) {
+  std::map<std::string, std::string> parent_of;
+  for (const LayerCandidate& l : layers) parent_of[l.chain_id.ToString()] = l.parent;
+  for (std::string c : std::set<std::string>(*keep)) {
+    for (auto it = parent_of.find(c); it != parent_of.end() && !it->second.empty();
+         it = parent_of.find(c)) {
+      c = it->second;
+      keep->insert(c);
+    }
+  }
+}
 
 Result<std::vector<std::string>> DeadLeases(Transaction& txn, const locking::LockSpace& locks) {
   Result<std::vector<std::string>> ids = Column(txn, "SELECT id FROM leases ORDER BY id");
@@ -102,6 +128,7 @@ Result<GcPlan> Plan(Transaction& txn, const locking::LockSpace& locks) {
       plan.layers.push_back({*chain, st->ColumnText(1), st->ColumnText(2),
                              static_cast<uint64_t>(st->ColumnInt64(3))});
     }
+    DropPinnedLayers(pinned, &plan.layers);
   }
 
   {
@@ -421,22 +448,14 @@ Result<GcReport> Store::GarbageCollect(const GcOptions& options) {
     if (!now.ok()) return now.status().WithContext(what);
     // A layer whose directory may be in use and that we could not lock stays, and so do its
     // ancestors (a row's parent must exist).
-    std::map<std::string, std::string> parent_of;
     std::set<std::string> keep_layers;
     for (const gc_internal::LayerCandidate& l : now->layers) {
-      parent_of[l.chain_id.ToString()] = l.parent;
       bool needs_lock = l.unpack_state != "none" || env_->FileExists(LayerDir(root_, l.chain_id));
       if (needs_lock && layer_locks.count(l.chain_id.ToString()) == 0) {
         keep_layers.insert(l.chain_id.ToString());
       }
     }
-    for (std::string c : std::set<std::string>(keep_layers)) {
-      for (auto it = parent_of.find(c); it != parent_of.end() && !it->second.empty();
-           it = parent_of.find(c)) {
-        c = it->second;
-        keep_layers.insert(c);
-      }
-    }
+    gc_internal::AddAncestors(now->layers, &keep_layers);
     for (const gc_internal::LayerCandidate& l : now->layers) {
       const std::string c = l.chain_id.ToString();
       if (keep_layers.count(c) != 0) continue;

@@ -32,6 +32,9 @@ struct GcPlan {
 // asked of `locks` (never waits). Rows of dead leases do not pin anything.
 Result<GcPlan> Plan(Transaction& txn, const locking::LockSpace& locks);
 
+// Adds to `keep` the ancestors among `layers` of each chain id in it (a row's parent must exist).
+void AddAncestors(const std::vector<LayerCandidate>& layers, std::set<std::string>* keep);
+
 // The ids of the `leases` rows whose holder is dead (or whose id is not a valid lease id).
 Result<std::vector<std::string>> DeadLeases(Transaction& txn, const locking::LockSpace& locks);
 

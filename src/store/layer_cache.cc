@@ -517,6 +517,11 @@ Status CheckLayers(Db& db, Env* env, const locking::LockSpace& locks, const std:
 Result<LayerSet> Store::AcquireLayers(std::string_view image, const LayerUseOptions& options) {
   Result<ImageDetails> details = InspectImage(image);
   if (!details.ok()) return details.status();
+  // Until every layer is held: one not in the cache is extracted from its blob, and an rmi and
+  // gc may run meanwhile. A held layer needs its blob no more.
+  const std::string what = "layers of " + std::string(image);
+  Result<std::unique_ptr<StoreLease>> lease = PinImage(*details, what, what);
+  if (!lease.ok()) return lease.status();
   Result<LayerSet> set = AcquireLayerRecords(details->layers, options);
   if (!set.ok()) return set.status().WithContext("layers of " + std::string(image));
   return set;

@@ -7,6 +7,7 @@
 // that finds a row whose lease is dead may delete it without racing its owner.
 #include <chrono>
 #include <utility>
+#include <vector>
 
 #include "store/store.h"
 
@@ -90,6 +91,30 @@ Result<std::unique_ptr<StoreLease>> Store::CreateLease(std::string_view label) {
     return s.WithContext("create lease");
   }
   return std::unique_ptr<StoreLease>(std::move(impl));
+}
+
+Result<std::unique_ptr<StoreLease>> Store::PinImage(const ImageDetails& image,
+                                                    std::string_view operation,
+                                                    std::string_view what) {
+  Result<std::unique_ptr<StoreLease>> lease = CreateLease(operation);
+  if (!lease.ok()) return lease.status().WithContext(what);
+  std::vector<Digest> blobs = {image.summary.id};
+  for (const LayerRecord& l : image.layers) blobs.push_back(l.digest);
+  // The chain ids keep the layer rows (and so the cached layers) that gc would drop with the
+  // image; the blobs are what a layer not in the cache is extracted from.
+  std::vector<Digest> pins = blobs;
+  for (const LayerRecord& l : image.layers) pins.push_back(l.chain_id);
+  IMGSTORE_RETURN_IF_ERROR((*lease)->Pin(pins).WithContext(what));
+  // Pinned now; a gc that ran between the inspect and the pin shows here.
+  for (const Digest& d : blobs) {
+    Result<bool> has = HasBlob(d);
+    if (!has.ok()) return has.status().WithContext(what);
+    if (!*has) {
+      return Status(Code::kNotFound, std::string(what) + ": image removed meanwhile (its blob " +
+                                         d.ToString() + " is gone)");
+    }
+  }
+  return lease;
 }
 
 }  // namespace imgstore::store

@@ -541,6 +541,11 @@ class Store {
   Status LogPendingBlob(const Digest& digest);
   Status ClearPendingBlob(const Digest& digest);
   Result<CheckReport> CheckImpl(bool verify_content, bool repair);
+  // A lease (labelled `operation`) pinning the config and layer blobs of an image that was just
+  // inspected, so that a gc after an rmi cannot take them while they are read. A blob that a gc
+  // removed between the inspect and the pin is kNotFound "<what>: image removed meanwhile".
+  Result<std::unique_ptr<StoreLease>> PinImage(const ImageDetails& image,
+                                               std::string_view operation, std::string_view what);
 
   std::string root_;
   StoreOptions options_;

@@ -45,6 +45,10 @@ Result<UnpackResult> Store::Unpack(std::string_view image, const std::string& di
   if (dir.empty()) return Status(Code::kInvalidArgument, what + ": empty directory name");
   Result<ImageDetails> details = InspectImage(image);
   if (!details.ok()) return details.status();
+  // The blobs stay until the end: a layer not in the cache is extracted from its blob, and an
+  // rmi and gc may run meanwhile.
+  Result<std::unique_ptr<StoreLease>> lease = PinImage(*details, "unpack " + dir, what);
+  if (!lease.ok()) return lease.status();
   if (env_->FileExists(dir)) return Status(Code::kAlreadyExists, what + ": " + dir + " exists");
   const std::string parent = DirName(dir);
   Result<FileStat> pst = env_->Stat(parent);

@@ -70,6 +70,11 @@ std::string Compress(const std::string& bytes, LayerCompression compression) {
   Check(compression == LayerCompression::kGzip ? archive_write_add_filter_gzip(a)
                                                : archive_write_add_filter_zstd(a),
         a);
+  // libarchive's gzip header carries the current time by default: two images made from one
+  // seed a second apart would get different layer digests.
+  if (compression == LayerCompression::kGzip) {
+    Check(archive_write_set_filter_option(a, "gzip", "timestamp", nullptr), a);
+  }
   Check(archive_write_set_bytes_in_last_block(a, 1), a);
   Check(archive_write_open(a, &w, nullptr, &MemoryWriter::Write, nullptr), a);
   struct archive_entry* e = archive_entry_new();

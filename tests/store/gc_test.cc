@@ -36,9 +36,9 @@ using testing::TestImage;
 
 std::string StoreHelper() { return IMGSTORE_TEST_BIN_DIR "/tests/store/store_helper"; }
 
-// Adds a 2-layer image of `seed` under `name`, blobs and all.
-TestImage AddTestImage(Store& store, uint32_t seed, const std::string& name) {
-  TestImage image = testing::ImageOf(seed, 2);
+// Adds an image of `seed` with `layers` layers under `name`, blobs and all.
+TestImage AddTestImage(Store& store, uint32_t seed, const std::string& name, int layers = 2) {
+  TestImage image = testing::ImageOf(seed, layers);
   testing::AddImageWithBlobs(store, image, {name});
   return image;
 }
@@ -272,6 +272,30 @@ TEST_F(GcTest, ALiveLeaseInThisProcessPinsAndItsReleaseFrees) {
   r = Gc();
   ASSERT_EQ(r.blobs_removed.size(), 1u);
   EXPECT_FALSE(*store_->HasBlob(stray));
+  ExpectConsistent(*store_);
+}
+
+TEST_F(GcTest, ALeaseThatPinsAChainIdKeepsThatLayerRowAndItsAncestors) {
+  TestImage a = AddTestImage(*store_, 1, "a:1", /*layers=*/3);
+  std::vector<Digest> chains = ChainIds(a.diff_ids);
+  ASSERT_EQ(chains.size(), 3u);
+  ASSERT_TRUE(store_->Remove("a:1").ok());
+  auto lease = store_->CreateLease("test");
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_TRUE((*lease)->Pin(std::span<const Digest>(&chains[1], 1)).ok());
+  GcReport dry = Gc(/*dry_run=*/true);
+  EXPECT_EQ(dry.layers_removed, 1);
+  GcReport r = Gc();
+  EXPECT_EQ(r.layers_removed, 1);  // the top one; the pinned middle and its parent stay
+  EXPECT_EQ(
+      testing::CountRows(*store_, "SELECT count(*) FROM layers WHERE chain_id IN ('" +
+                                      chains[0].ToString() + "', '" + chains[1].ToString() + "')"),
+      2);
+  ExpectConsistent(*store_);
+  ASSERT_TRUE((*lease)->Release().ok());
+  r = Gc();
+  EXPECT_EQ(r.layers_removed, 2);
+  EXPECT_EQ(testing::CountRows(*store_, "SELECT count(*) FROM layers"), 0);
   ExpectConsistent(*store_);
 }
 

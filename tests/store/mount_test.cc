@@ -155,6 +155,40 @@ TEST_F(MountTest, AnOverlayMountShowsTheFlattenedTreeAndWritesGoToItsUpperDir) {
   ExpectConsistent(*store_);
 }
 
+// An rmi and a gc (another Store on the same root) while the layers are extracted: the
+// extraction completes (its lease keeps the blobs and layer rows), then the mount, which would
+// refer to an image that is gone, says so and leaves nothing; gc then takes everything.
+TEST_F(MountTest, AnImageRemovedAndCollectedWhileItsLayersAreExtractedIsNotMounted) {
+  std::unique_ptr<Store> other = testing::OpenStore(store_->root());
+  ASSERT_NE(other, nullptr);
+  int extracted = 0;
+  MountOptions o;
+  o.kind = "copy";
+  o.name = "gone";
+  o.layers.on_extract = [&](const Digest&, bool done) {
+    if (!done || ++extracted != 1) return;
+    ASSERT_TRUE(other->Remove("example.com/team/app:v1").ok());
+    Result<GcReport> gc = other->GarbageCollect();
+    ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+    EXPECT_EQ(gc->layers_removed, 0);
+  };
+  Result<MountInfo> m = store_->Mount(image_.id.ToString(), o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(extracted, 3) << "every layer was extracted from its pinned blob";
+  EXPECT_EQ(m.status().code(), Code::kNotFound) << m.status().ToString();
+  EXPECT_NE(m.status().message().find("removed while being mounted"), std::string::npos)
+      << m.status().ToString();
+  EXPECT_FALSE(Exists(store_->root() + "/mounts/gone"));
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM mounts"), 0);
+  ExpectConsistent(*store_);
+  Result<GcReport> gc = store_->GarbageCollect();
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_EQ(gc->layers_removed, 3);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM blobs"), 0);
+  EXPECT_EQ(CountRows(*store_, "SELECT count(*) FROM leases"), 0);
+  ExpectConsistent(*store_);
+}
+
 TEST_F(MountTest, ACopyMountShowsTheFlattenedTreeAndLeavesTheCacheAlone) {
   MountInfo m = MountOk(image_.id.ToString(), "copy", "copied");
   EXPECT_EQ(m.kind, "copy");

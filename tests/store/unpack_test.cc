@@ -109,6 +109,58 @@ TEST_F(UnpackTest, FlattensLayersAndReusesTheCache) {
   ExpectConsistent(*store_);
 }
 
+// An rmi and a gc (another Store on the same root, as another process would be) right after the
+// first layer is extracted: the unpack's lease keeps the other layers' blobs and rows, so it
+// completes with the whole tree; once it is done, gc takes everything.
+TEST_F(UnpackTest, AnImageRemovedAndCollectedMidwayStillUnpacks) {
+  std::vector<std::string> tars = ThreeLayers();
+  Add(tars, "three");
+  const std::string ref = dir_.Sub("ref");
+  UnpackOptions plain;
+  plain.use_cache = false;
+  ASSERT_TRUE(store_->Unpack("three", ref, plain).ok());
+  const Tree want = ReadTree(ref);
+
+  for (bool use_cache : {true, false}) {
+    SCOPED_TRACE(use_cache ? "through the cache" : "--no-cache");
+    TestImage image = Add(tars, "three");
+    std::unique_ptr<Store> other = testing::OpenStore(store_->root());
+    ASSERT_NE(other, nullptr);
+    int extracted = 0;
+    GcReport during;
+    UnpackOptions o;
+    o.use_cache = use_cache;
+    o.layers.on_extract = [&](const Digest&, bool done) {
+      if (!done || ++extracted != 1) return;
+      ASSERT_TRUE(other->Remove("three").ok());
+      Result<GcReport> gc = other->GarbageCollect();
+      ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+      during = *gc;
+    };
+    const std::string out = dir_.Sub(use_cache ? "cached" : "plain");
+    Result<UnpackResult> r = store_->Unpack(image.id.ToString(), out, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(extracted, 3);
+    EXPECT_EQ(ReadTree(out), want);
+    // The gc ran and removed the image's manifest blob, but no layer and no layer blob or config.
+    EXPECT_EQ(during.blobs_removed, std::vector<Digest>{Digest::Of(image.manifest)});
+    EXPECT_EQ(during.layers_removed, 0);
+    for (const Digest& d : during.blobs_removed) {
+      EXPECT_NE(d, image.id);
+      for (const std::string& layer : image.layers) EXPECT_NE(d, Digest::Of(layer));
+    }
+    ExpectConsistent(*store_);
+
+    Result<GcReport> after = store_->GarbageCollect();
+    ASSERT_TRUE(after.ok()) << after.status().ToString();
+    EXPECT_EQ(after->layers_removed, 3);
+    EXPECT_EQ(testing::CountRows(*store_, "SELECT count(*) FROM blobs"), 0);
+    EXPECT_EQ(testing::CountRows(*store_, "SELECT count(*) FROM leases"), 0);
+    EXPECT_EQ(LayersDirEntries(*store_), 0);
+    ExpectConsistent(*store_);
+  }
+}
+
 TEST_F(UnpackTest, HardlinksWithinALayerStayLinked) {
   Add({TarBuilder()
            .Dir("bin")
