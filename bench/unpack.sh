@@ -10,16 +10,17 @@
 #     image, twice; the same image with a zstd layer against `tar --zstd -xf` + sync;
 #   - with PEERS=1, pull + unpack against `skopeo copy` into containers-storage (vfs driver,
 #     which unpacks every layer), both from the OCI layout.
-# Figures are single runs (seconds, MB/s of uncompressed tar, peak RSS) and ratios from the same
-# run; docs/performance.md records them.
+# Figures are medians of ROUNDS interleaved runs (umoci and skopeo: one run each; seconds, MB/s of
+# uncompressed tar, peak RSS) and ratios of those medians; docs/performance.md records them.
 #
 # Usage: bench/unpack.sh [IMGSTORE_BINARY]
 #   ROOTFS_MB (2000): uncompressed size of the layer; CACHE (~/.cache/imgstore-bench);
-#   PEERS (1): also run skopeo.
+#   PEERS (1): also run skopeo; ROUNDS (3): interleaved rounds of tar and imgstore (medians).
 set -euo pipefail
 BIN=$(realpath "${1:-build/imgstore}")
 ROOTFS_MB=${ROOTFS_MB:-2000}
 PEERS=${PEERS:-1}
+ROUNDS=${ROUNDS:-3}
 CACHE=${CACHE:-$HOME/.cache/imgstore-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -40,11 +41,10 @@ TAR_MB=$(($(stat -c %s "$CACHE/rootfs-$ROOTFS_MB.tar") / 1000000))
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgstore-unpackbench.XXXXXX")
 cleanup() {
-  for m in "$WORK"/root/mounts/*/merged; do mountpoint -q "$m" 2>/dev/null && umount "$m"; done
+  for m in "$WORK"/*/mounts/*/merged; do mountpoint -q "$m" 2>/dev/null && umount "$m"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-export IMGSTORE_ROOT="$WORK/root"
 
 # timed OUT CMD...: OUT gets "seconds peak_rss_kib".
 timed() { local out=$1; shift; /usr/bin/time -f "%e %M" -o "$out" "$@"; }
@@ -54,63 +54,66 @@ mbps() { echo "$1 $2" | awk '{printf "%.0f", $1 / $2}'; }
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
 fresh() { rm -rf "$WORK/out"; sync; }
 
-echo "layer: $TAR_MB MB uncompressed; gzip $(($(stat -c %s "$GZ_BLOB") / 1000000)) MB; zstd $(($(stat -c %s "$ZS_BLOB") / 1000000)) MB"
+echo "layer: $TAR_MB MB uncompressed; gzip $(($(stat -c %s "$GZ_BLOB") / 1000000)) MB; zstd $(($(stat -c %s "$ZS_BLOB") / 1000000)) MB; $ROUNDS rounds"
 # The two layers have the same diffID (the same tar), so they share one chain in the layer
 # cache: the zstd image lives in a store of its own, or its "not cached" unpack would copy the
-# gzip image's cached layer.
-ZROOT="$WORK/zroot"
-"$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
-IMGSTORE_ROOT=$ZROOT "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
-# And for the --no-cache runs, stores whose layer cache stays empty.
+# gzip image's cached layer. Each round pulls its stores anew, so that its first unpack finds
+# the layer not cached; the --no-cache stores' layer cache stays empty.
 IMGSTORE_ROOT="$WORK/nc-gzip" "$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
 IMGSTORE_ROOT="$WORK/nc-zstd" "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
-cat "$GZ_BLOB" "$ZS_BLOB" >/dev/null  # every contender reads its blob from the page cache
 
-fresh; mkdir "$WORK/out"
-timed "$WORK/tar.t" sh -c "tar --numeric-owner -xzf '$GZ_BLOB' -C '$WORK/out' && sync"
-tar_s=$(secs "$WORK/tar.t")
-echo "tar -xzf + sync:                 ${tar_s}s  $(mbps "$TAR_MB" "$tar_s") MB/s"
+# run NAME CMD: times CMD into a fresh $WORK/out (then sync), appends the seconds to $WORK/NAME.
+run() {
+  local name=$1; shift
+  fresh; mkdir "$WORK/out"
+  timed "$WORK/$name.t" sh -c "$* && sync"
+  secs "$WORK/$name.t" >>"$WORK/$name.all"
+  cp "$WORK/$name.t" "$WORK/$name.last"
+}
+# The median of NAME's runs, and all of them.
+med() { sort -n "$WORK/$1.all" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+runs() { paste -sd' ' "$WORK/$1.all"; }
 
+# The machine's write speed drifts by 2x within minutes (a shared disk): every contender runs
+# once per round, interleaved, and the figures are medians.
+for round in $(seq "$ROUNDS"); do
+  R="$WORK/round"; ZR="$WORK/zround"
+  rm -rf "$R" "$ZR"
+  IMGSTORE_ROOT=$R "$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
+  IMGSTORE_ROOT=$ZR "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
+  cat "$GZ_BLOB" "$ZS_BLOB" >/dev/null  # every contender reads its blob from the page cache
+  run tar "tar --numeric-owner -xzf '$GZ_BLOB' -C '$WORK/out'"
+  run cold "rmdir '$WORK/out' && IMGSTORE_ROOT='$R' '$BIN' unpack bench/gzip '$WORK/out'"
+  run nocache "rmdir '$WORK/out' && IMGSTORE_ROOT='$WORK/nc-gzip' '$BIN' unpack --no-cache bench/gzip '$WORK/out'"
+  run warm "rmdir '$WORK/out' && IMGSTORE_ROOT='$R' '$BIN' unpack bench/gzip '$WORK/out'"
+  run ztar "tar --numeric-owner --zstd -xf '$ZS_BLOB' -C '$WORK/out'"
+  run zcold "rmdir '$WORK/out' && IMGSTORE_ROOT='$ZR' '$BIN' unpack bench/zstd '$WORK/out'"
+  run znc "rmdir '$WORK/out' && IMGSTORE_ROOT='$WORK/nc-zstd' '$BIN' unpack --no-cache bench/zstd '$WORK/out'"
+  if ((round == 1)); then
+    for i in 1 2; do
+      start=$(date +%s%N)
+      IMGSTORE_ROOT=$R "$BIN" mount bench/gzip --name "bench$i" >/dev/null
+      end=$(date +%s%N)
+      echo "imgstore mount #$i (cached):      $(((end - start) / 1000000)) ms  ($(IMGSTORE_ROOT=$R "$BIN" mounts --format json | python3 -c 'import json,sys; print([m["type"] for m in json.load(sys.stdin)][-1])'))"
+    done
+    IMGSTORE_ROOT=$R "$BIN" umount bench1 && IMGSTORE_ROOT=$R "$BIN" umount bench2
+  fi
+  rm -rf "$R" "$ZR"
+done
 fresh
 timed "$WORK/umoci.t" sh -c "umoci unpack --image '$GZ:bench' '$WORK/out' >/dev/null && sync"
 umoci_s=$(secs "$WORK/umoci.t")
-echo "umoci unpack + sync:             ${umoci_s}s  $(mbps "$TAR_MB" "$umoci_s") MB/s  peak RSS $(rss_mib "$WORK/umoci.t") MiB"
 
-fresh
-timed "$WORK/cold.t" sh -c "'$BIN' unpack bench/gzip '$WORK/out' && sync"
-cold_s=$(secs "$WORK/cold.t")
-echo "imgstore unpack (not cached):    ${cold_s}s  $(mbps "$TAR_MB" "$cold_s") MB/s  peak RSS $(rss_mib "$WORK/cold.t") MiB  ($(ratio "$tar_s" "$cold_s")× tar's rate, $(ratio "$umoci_s" "$cold_s")× umoci's)"
-
-fresh
-timed "$WORK/nocache.t" sh -c "IMGSTORE_ROOT='$WORK/nc-gzip' '$BIN' unpack --no-cache bench/gzip '$WORK/out' && sync"
-nocache_s=$(secs "$WORK/nocache.t")
-echo "imgstore unpack --no-cache:      ${nocache_s}s  $(mbps "$TAR_MB" "$nocache_s") MB/s  ($(ratio "$tar_s" "$nocache_s")× tar's rate; the destination only, as tar writes)"
-
-fresh
-timed "$WORK/warm.t" sh -c "'$BIN' unpack bench/gzip '$WORK/out' && sync"
-warm_s=$(secs "$WORK/warm.t")
-echo "imgstore unpack (cached):        ${warm_s}s  $(mbps "$TAR_MB" "$warm_s") MB/s  ($(ratio "$tar_s" "$warm_s")× tar's rate)"
-
-for i in 1 2; do
-  start=$(date +%s%N)
-  "$BIN" mount bench/gzip --name "bench$i" >/dev/null
-  end=$(date +%s%N)
-  echo "imgstore mount #$i (cached):      $(((end - start) / 1000000)) ms  ($("$BIN" mounts --format json | python3 -c 'import json,sys; print([m["type"] for m in json.load(sys.stdin)][-1])'))"
-done
-"$BIN" umount bench1 && "$BIN" umount bench2
-
-fresh; mkdir "$WORK/out"
-timed "$WORK/ztar.t" sh -c "tar --numeric-owner --zstd -xf '$ZS_BLOB' -C '$WORK/out' && sync"
-ztar_s=$(secs "$WORK/ztar.t")
-echo "tar --zstd -xf + sync:           ${ztar_s}s  $(mbps "$TAR_MB" "$ztar_s") MB/s"
-fresh
-timed "$WORK/zcold.t" sh -c "IMGSTORE_ROOT='$ZROOT' '$BIN' unpack bench/zstd '$WORK/out' && sync"
-zcold_s=$(secs "$WORK/zcold.t")
-echo "imgstore unpack zstd (not cached): ${zcold_s}s  $(mbps "$TAR_MB" "$zcold_s") MB/s  peak RSS $(rss_mib "$WORK/zcold.t") MiB  ($(ratio "$cold_s" "$zcold_s")× the gzip rate, $(ratio "$ztar_s" "$zcold_s")× tar --zstd's, $(ratio "$umoci_s" "$zcold_s")× umoci's gzip)"
-fresh
-timed "$WORK/znc.t" sh -c "IMGSTORE_ROOT='$WORK/nc-zstd' '$BIN' unpack --no-cache bench/zstd '$WORK/out' && sync"
-znc_s=$(secs "$WORK/znc.t")
-echo "imgstore unpack zstd --no-cache: ${znc_s}s  $(mbps "$TAR_MB" "$znc_s") MB/s  ($(ratio "$ztar_s" "$znc_s")× tar --zstd's rate, $(ratio "$nocache_s" "$znc_s")× the gzip --no-cache rate)"
+tar_s=$(med tar); cold_s=$(med cold); nocache_s=$(med nocache); warm_s=$(med warm)
+ztar_s=$(med ztar); zcold_s=$(med zcold); znc_s=$(med znc)
+echo "tar -xzf + sync:                 ${tar_s}s  $(mbps "$TAR_MB" "$tar_s") MB/s  (runs: $(runs tar))"
+echo "umoci unpack + sync:             ${umoci_s}s  $(mbps "$TAR_MB" "$umoci_s") MB/s  peak RSS $(rss_mib "$WORK/umoci.t") MiB  (one run)"
+echo "imgstore unpack (not cached):    ${cold_s}s  $(mbps "$TAR_MB" "$cold_s") MB/s  peak RSS $(rss_mib "$WORK/cold.last") MiB  ($(ratio "$tar_s" "$cold_s")× tar's rate, $(ratio "$umoci_s" "$cold_s")× umoci's; runs: $(runs cold))"
+echo "imgstore unpack --no-cache:      ${nocache_s}s  $(mbps "$TAR_MB" "$nocache_s") MB/s  ($(ratio "$tar_s" "$nocache_s")× tar's rate; the destination only, as tar writes; runs: $(runs nocache))"
+echo "imgstore unpack (cached):        ${warm_s}s  $(mbps "$TAR_MB" "$warm_s") MB/s  ($(ratio "$tar_s" "$warm_s")× tar's rate; runs: $(runs warm))"
+echo "tar --zstd -xf + sync:           ${ztar_s}s  $(mbps "$TAR_MB" "$ztar_s") MB/s  (runs: $(runs ztar))"
+echo "imgstore unpack zstd (not cached): ${zcold_s}s  $(mbps "$TAR_MB" "$zcold_s") MB/s  peak RSS $(rss_mib "$WORK/zcold.last") MiB  ($(ratio "$cold_s" "$zcold_s")× the gzip rate, $(ratio "$ztar_s" "$zcold_s")× tar --zstd's, $(ratio "$umoci_s" "$zcold_s")× umoci's gzip; runs: $(runs zcold))"
+echo "imgstore unpack zstd --no-cache: ${znc_s}s  $(mbps "$TAR_MB" "$znc_s") MB/s  ($(ratio "$ztar_s" "$znc_s")× tar --zstd's rate, $(ratio "$nocache_s" "$znc_s")× the gzip --no-cache rate; runs: $(runs znc))"
 fresh
 
 if [[ $PEERS == 1 ]]; then

@@ -20,6 +20,9 @@ endforeach()
 # What the layers link besides each other: the static library's users need them too.
 set(_api_external_deps Threads::Threads OpenSSL::SSL OpenSSL::Crypto PkgConfig::SQLITE3
   PkgConfig::ZSTD ZLIB::ZLIB PkgConfig::LIBARCHIVE PkgConfig::LIBCURL)
+if(ISAL_FOUND)
+  list(APPEND _api_external_deps PkgConfig::ISAL)
+endif()
 
 set(_api_map ${CMAKE_CURRENT_SOURCE_DIR}/cmake/imgstore.map)
 set(_api_objects)
@@ -61,6 +64,10 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/imgstoreConfigVersi
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/imgstoreConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/imgstoreConfigVersion.cmake DESTINATION ${_api_cmake_dir})
 file(RELATIVE_PATH _api_pc_to_prefix ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
+set(_api_pc_isal "")
+if(ISAL_FOUND)
+  set(_api_pc_isal "libisal ")
+endif()
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/imgstore.pc.in
   ${CMAKE_CURRENT_BINARY_DIR}/imgstore.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/imgstore.pc

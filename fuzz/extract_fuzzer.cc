@@ -24,27 +24,6 @@ namespace layers = imgstore::layers;
 
 namespace {
 
-class BytesFile : public imgstore::SequentialFile {
- public:
-  BytesFile(const uint8_t* data, size_t size)
-      : SequentialFile("<fuzz layer>"), data_(data), size_(size) {}
-  imgstore::Result<size_t> Read(std::span<std::byte> buf) override {
-    size_t n = std::min(buf.size(), size_ - pos_);
-    std::memcpy(buf.data(), data_ + pos_, n);
-    pos_ += n;
-    return n;
-  }
-  imgstore::Status Skip(uint64_t n) override {
-    pos_ += std::min<uint64_t>(n, size_ - pos_);
-    return imgstore::Status::OK();
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
-
 void MakeDir(const std::string& path) {
   Check(Env::Default()->CreateDir(path, 0755).ok(), "cannot create " + path);
 }
@@ -75,8 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto head = std::as_bytes(std::span<const uint8_t>(data, std::min<size_t>(size, 4)));
   layers::Compression c = layers::SniffCompression(head);
-  auto stats =
-      layers::ExtractLayerBlob(std::make_unique<BytesFile>(data, size), c, targets, options);
+  auto stats = layers::ExtractLayerBlob(
+      imgstore::fuzz::InputFile(data, size, SIZE_MAX, "<fuzz layer>"), c, targets, options);
   imgstore::fuzz::Note("extract", stats.ok() ? imgstore::Status::OK() : stats.status());
   if (stats.ok() && c == layers::Compression::kNone) {
     Check(stats->tar_bytes == size, "an accepted layer whose tar_bytes is not its size");

@@ -99,6 +99,33 @@ void WriteFileOrDie(const std::string& path, std::string_view data) {
   }
 }
 
+class InputSequentialFile final : public SequentialFile {
+ public:
+  InputSequentialFile(const uint8_t* data, size_t size, size_t max_read, std::string path)
+      : SequentialFile(std::move(path)), data_(data), size_(size), max_read_(max_read) {}
+  Result<size_t> Read(std::span<std::byte> buf) override {
+    size_t n = std::min({buf.size(), size_ - pos_, max_read_});
+    if (n > 0) std::memcpy(buf.data(), data_ + pos_, n);
+    pos_ += n;
+    return n;
+  }
+  Status Skip(uint64_t n) override {
+    pos_ += static_cast<size_t>(std::min<uint64_t>(n, size_ - pos_));
+    return Status::OK();
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t max_read_;
+  size_t pos_ = 0;
+};
+
+std::unique_ptr<SequentialFile> InputFile(const uint8_t* data, size_t size, size_t max_read,
+                                          std::string path) {
+  return std::make_unique<InputSequentialFile>(data, size, max_read, std::move(path));
+}
+
 std::shared_ptr<RandomAccessFile> MemoryFile(std::string_view data, std::string path) {
   return std::make_shared<MemoryRandomAccessFile>(std::string(data), std::move(path));
 }

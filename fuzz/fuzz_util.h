@@ -25,6 +25,11 @@ void WriteFileOrDie(const std::string& path, std::string_view data);
 // A RandomAccessFile over a copy of data (for parsers that take one, such as TarReader).
 std::shared_ptr<RandomAccessFile> MemoryFile(std::string_view data, std::string path = "<fuzz>");
 
+// A SequentialFile over the fuzzer's input (not copied: it lives through the call), handing out
+// at most max_read bytes per read, so that a reader sees its stream split anywhere.
+std::unique_ptr<SequentialFile> InputFile(const uint8_t* data, size_t size,
+                                          size_t max_read = SIZE_MAX, std::string path = "<fuzz>");
+
 // Reads everything a source offers, as a pull would: the top manifest, child manifests of
 // indexes (a few levels, a few entries each), the config and every layer blob to its end.
 // Errors are the expected outcome of bad input and are ignored; only crashes matter.

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 MTIME = 1600000000
@@ -412,6 +413,31 @@ def gen_archives():
           .encode("latin-1"))
 
 
+# --- gzip streams (the differential zlib / ISA-L target) -------------------------------------
+
+def gzip_with_header_fields(data):
+    # FEXTRA, FNAME, FCOMMENT and FHCRC around a raw deflate stream (RFC 1952 2.3).
+    head = b"\x1f\x8b\x08\x1e\0\0\0\0\0\x03" + b"\x06\0AB\x02\0xy" + b"layer.tar\0" + b"a comment\0"
+    head += (zlib.crc32(head) & 0xffff).to_bytes(2, "little")
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    raw = c.compress(data) + c.flush()
+    return (head + raw + zlib.crc32(data).to_bytes(4, "little") +
+            (len(data) & 0xffffffff).to_bytes(4, "little"))
+
+
+def gen_gzip():
+    reset("gzip")
+    text = b"layer image store blob digest tar\n" * 200
+    write("gzip", "text.gz", gz(text))
+    write("gzip", "two_members.gz", gz(b"first") + gz(b"second" * 100))
+    write("gzip", "empty.gz", gz(b""))
+    write("gzip", "stored.gz", gzip.compress(bytes(range(256)) * 4, compresslevel=0, mtime=0))
+    write("gzip", "fixed_huffman.gz", gz(b"abcabcabcabc"))
+    write("gzip", "header_fields.gz", gzip_with_header_fields(text))
+    write("gzip", "trailing_garbage.gz", gz(b"x") + b"junk")
+    write("gzip", "layer.tar.gz", gz(layer_basic()))
+
+
 def fix_sizes(text):
     # json.dumps quotes the size placeholders; a size is a number.
     for n in range(10):
@@ -424,3 +450,4 @@ if __name__ == "__main__":
     gen_manifests()
     gen_text()
     gen_archives()
+    gen_gzip()

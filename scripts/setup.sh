@@ -9,7 +9,7 @@ packages=(
   # libFuzzer and the sanitizer runtimes of clang, and symbolized stacks (scripts/fuzz.sh)
   libclang-rt-14-dev llvm-14
   # libraries imgstore builds with
-  libsqlite3-dev libzstd-dev zlib1g-dev libarchive-dev libssl-dev libcurl4-openssl-dev
+  libsqlite3-dev libzstd-dev zlib1g-dev libisal-dev libarchive-dev libssl-dev libcurl4-openssl-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # real peers the tests and benchmarks use
   docker-registry apache2-utils skopeo umoci openssl curl zstd hyperfine python3 time valgrind

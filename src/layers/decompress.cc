@@ -1,7 +1,10 @@
-// Streaming gzip (zlib) and zstd (libzstd) decompression of layer blobs behind the
+// Streaming gzip (ISA-L or zlib) and zstd (libzstd) decompression of layer blobs behind the
 // SequentialFile interface, with the bomb bounds of DecompressLimits checked as bytes come out.
 #include "layers/decompress.h"
 
+#ifdef IMGSTORE_HAVE_ISAL
+#include <isa-l/igzip_lib.h>
+#endif
 #include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -194,10 +197,51 @@ class Decompressor : public SequentialFile {
   Status error_;
 };
 
-class GzipDecompressor final : public Decompressor {
+// What both gzip decoders share: members follow one another (gzip -d and Go's gzip.Reader read
+// concatenated members as one stream, and pigz-style parallel compressors produce them).
+class GzipMembers : public Decompressor {
+ public:
+  GzipMembers(std::unique_ptr<SequentialFile> src, const DecompressLimits& limits)
+      : Decompressor(std::move(src), Compression::kGzip, limits) {}
+
+ protected:
+  // Readies the decoder for the next member.
+  virtual Status Restart() = 0;
+
+  // At the start of each Step: true when the last member has ended with the source (the stream
+  // is finished); after a member that did not, the next one is started.
+  Result<bool> Finished() {
+    if (!member_done_) return false;
+    if (at_end_of_source()) {
+      finished_ = true;
+      return true;
+    }
+    IMGSTORE_RETURN_IF_ERROR(Restart());
+    member_done_ = false;
+    ++members_;
+    return false;
+  }
+
+  // A header that is wrong: at the start of the stream, or where another member would begin.
+  Status BadHeader(bool nothing_decoded, const std::string& why) const {
+    if (members_ > 0 && nothing_decoded) {
+      return Error(Code::kCorruption, "corrupt stream: data after the end of gzip member " +
+                                          std::to_string(members_) +
+                                          " is not another gzip member (" + why + ")");
+    }
+    return Error(Code::kCorruption, "corrupt stream: " + why);
+  }
+
+  bool member_done_ = false;
+
+ private:
+  uint64_t members_ = 0;  // members completed before the current one
+};
+
+class GzipDecompressor final : public GzipMembers {
  public:
   GzipDecompressor(std::unique_ptr<SequentialFile> src, const DecompressLimits& limits)
-      : Decompressor(std::move(src), Compression::kGzip, limits) {}
+      : GzipMembers(std::move(src), limits) {}
   ~GzipDecompressor() override {
     if (initialized_) inflateEnd(&z_);
   }
@@ -214,18 +258,11 @@ class GzipDecompressor final : public Decompressor {
 
  protected:
   Status Step(std::span<std::byte> out, size_t* consumed, size_t* produced) override {
+    *consumed = 0;
+    *produced = 0;
+    Result<bool> finished = Finished();
+    if (!finished.ok() || *finished) return finished.status();
     std::span<std::byte> in = input();
-    if (member_done_) {
-      if (at_end_of_source()) {
-        finished_ = true;
-        return Status::OK();
-      }
-      // Another member follows: gzip -d and Go's gzip.Reader read concatenated members as one
-      // stream, and pigz-style parallel compressors produce them.
-      if (inflateReset(&z_) != Z_OK) return Error(Code::kInternal, "cannot reset zlib");
-      member_done_ = false;
-      ++members_;
-    }
     z_.next_in = reinterpret_cast<Bytef*>(in.data());
     z_.avail_in = static_cast<uInt>(in.size());
     z_.next_out = reinterpret_cast<Bytef*>(out.data());
@@ -250,21 +287,167 @@ class GzipDecompressor final : public Decompressor {
       default:
         break;
     }
-    std::string msg = z_.msg != nullptr ? z_.msg : "invalid data";
-    if (members_ > 0 && z_.total_out == 0) {
-      return Error(Code::kCorruption, "corrupt stream: data after the end of gzip member " +
-                                          std::to_string(members_) +
-                                          " is not another gzip member (" + msg + ")");
-    }
-    return Error(Code::kCorruption, "corrupt stream: " + msg);
+    return BadHeader(z_.total_out == 0, z_.msg != nullptr ? z_.msg : "invalid data");
+  }
+
+  Status Restart() override {
+    if (inflateReset(&z_) != Z_OK) return Error(Code::kInternal, "cannot reset zlib");
+    return Status::OK();
   }
 
  private:
   z_stream z_{};
   bool initialized_ = false;
-  bool member_done_ = false;
-  uint64_t members_ = 0;  // members completed before the current one
 };
+
+#ifdef IMGSTORE_HAVE_ISAL
+// An RFC 1952 member header, read a byte at a time so that it may be split across reads anywhere.
+// ISA-L parses headers too, but 2.30 rejects a valid header CRC (FHCRC) when the header arrives
+// in pieces; reading it here also names trailing garbage at once, as zlib does.
+class GzipHeader {
+ public:
+  enum class Outcome { kMore, kDone, kNotGzip, kUnsupported, kBadCrc };
+
+  // Takes bytes of `in` until the header is complete (kDone) or `in` is used up (kMore).
+  Outcome Feed(std::span<const std::byte> in, size_t* used) {
+    *used = 0;
+    while (*used < in.size()) {
+      const auto b = static_cast<uint8_t>(in[(*used)++]);
+      if (stage_ != kHcrc) crc_ = static_cast<uint32_t>(crc32(crc_, &b, 1));
+      switch (stage_) {
+        case kFixed:
+          if ((count_ == 0 && b != 0x1f) || (count_ == 1 && b != 0x8b)) return Outcome::kNotGzip;
+          if ((count_ == 2 && b != 8) || (count_ == 3 && (b & 0xe0) != 0)) {
+            return Outcome::kUnsupported;  // not deflate, or reserved flags
+          }
+          if (count_ == 3) flags_ = b;
+          if (++count_ == 10) Advance();
+          break;
+        case kExtraLen:
+          xlen_ |= static_cast<uint32_t>(b) << (8 * count_);
+          if (++count_ == 2) Advance();
+          break;
+        case kExtra:
+          if (--xlen_ == 0) Advance();
+          break;
+        case kName:
+        case kComment:
+          if (b == 0) Advance();
+          break;
+        case kHcrc:
+          hcrc_ |= static_cast<uint32_t>(b) << (8 * count_);
+          if (++count_ == 2) {
+            if (hcrc_ != (crc_ & 0xffff)) return Outcome::kBadCrc;
+            Advance();
+          }
+          break;
+        case kDone:
+          break;
+      }
+      if (stage_ == kDone) return Outcome::kDone;
+    }
+    return Outcome::kMore;
+  }
+
+ private:
+  enum Stage { kFixed, kExtraLen, kExtra, kName, kComment, kHcrc, kDone };
+
+  // To the next stage that the flags ask for (FEXTRA 4, FNAME 8, FCOMMENT 16, FHCRC 2).
+  void Advance() {
+    count_ = 0;
+    for (;;) {
+      stage_ = static_cast<Stage>(stage_ + 1);
+      if ((stage_ == kExtraLen && (flags_ & 4) != 0) || (stage_ == kExtra && xlen_ > 0) ||
+          (stage_ == kName && (flags_ & 8) != 0) || (stage_ == kComment && (flags_ & 16) != 0) ||
+          (stage_ == kHcrc && (flags_ & 2) != 0) || stage_ == kDone) {
+        return;
+      }
+    }
+  }
+
+  Stage stage_ = kFixed;
+  uint32_t count_ = 0;  // bytes of the current fixed-size field read
+  uint8_t flags_ = 0;
+  uint32_t xlen_ = 0;
+  uint32_t crc_ = 0;  // CRC-32 of the header bytes before FHCRC
+  uint32_t hcrc_ = 0;
+};
+
+// The same contract as GzipDecompressor with ISA-L's inflate, which decodes deflate with SIMD
+// and large lookup tables. The header is read by GzipHeader; ISA-L checks the trailer
+// (ISAL_GZIP_NO_HDR_VER: CRC-32 and length).
+class IsalGzipDecompressor final : public GzipMembers {
+ public:
+  IsalGzipDecompressor(std::unique_ptr<SequentialFile> src, const DecompressLimits& limits)
+      : GzipMembers(std::move(src), limits), state_(std::make_unique<inflate_state>()) {}
+
+  Status Init() { return Restart(); }
+
+ protected:
+  Status Step(std::span<std::byte> out, size_t* consumed, size_t* produced) override {
+    *consumed = 0;
+    *produced = 0;
+    Result<bool> finished = Finished();
+    if (!finished.ok() || *finished) return finished.status();
+    std::span<std::byte> in = input();
+    if (in_header_) {
+      if (in.empty()) return Truncated();
+      switch (header_.Feed(in, consumed)) {
+        case GzipHeader::Outcome::kMore:
+          return Status::OK();
+        case GzipHeader::Outcome::kDone:
+          in_header_ = false;
+          return Status::OK();
+        case GzipHeader::Outcome::kNotGzip:
+          return BadHeader(true, "incorrect header check");
+        case GzipHeader::Outcome::kUnsupported:
+          return Error(Code::kCorruption, "corrupt stream: unknown compression method or flags");
+        case GzipHeader::Outcome::kBadCrc:
+          return Error(Code::kCorruption, "corrupt stream: header crc mismatch");
+      }
+    }
+    state_->next_in = reinterpret_cast<uint8_t*>(in.data());
+    state_->avail_in = static_cast<uint32_t>(std::min<size_t>(in.size(), UINT32_MAX));
+    state_->next_out = reinterpret_cast<uint8_t*>(out.data());
+    state_->avail_out = static_cast<uint32_t>(std::min<size_t>(out.size(), UINT32_MAX));
+    const uint32_t avail_in_before = state_->avail_in;
+    const uint32_t avail_out_before = state_->avail_out;
+    int rc = isal_inflate(state_.get());
+    *consumed = avail_in_before - state_->avail_in;
+    *produced = avail_out_before - state_->avail_out;
+    switch (rc) {
+      case ISAL_DECOMP_OK:
+      case ISAL_END_INPUT:
+      case ISAL_OUT_OVERFLOW:
+        // At the end of a member ISA-L hands back the input it read past the trailer.
+        if (state_->block_state == ISAL_BLOCK_FINISH) {
+          member_done_ = true;
+        } else if (*produced == 0 && *consumed == 0 && at_end_of_source()) {
+          return Truncated();
+        }
+        return Status::OK();
+      case ISAL_INCORRECT_CHECKSUM:
+        return Error(Code::kCorruption, "corrupt stream: incorrect data check or length");
+      default:
+        return Error(Code::kCorruption, "corrupt stream: invalid deflate data (ISA-L error " +
+                                            std::to_string(rc) + ")");
+    }
+  }
+
+  Status Restart() override {
+    isal_inflate_init(state_.get());
+    state_->crc_flag = ISAL_GZIP_NO_HDR_VER;
+    header_ = GzipHeader();
+    in_header_ = true;
+    return Status::OK();
+  }
+
+ private:
+  std::unique_ptr<inflate_state> state_;  // about 50 KiB of tables: on the heap
+  GzipHeader header_;
+  bool in_header_ = true;
+};
+#endif
 
 class ZstdDecompressor final : public Decompressor {
  public:
@@ -325,13 +508,33 @@ class ZstdDecompressor final : public Decompressor {
 
 }  // namespace
 
+bool GzipDecoderAvailable(GzipDecoder d) {
+#ifdef IMGSTORE_HAVE_ISAL
+  (void)d;
+  return true;
+#else
+  return d != GzipDecoder::kIsal;
+#endif
+}
+
 Result<std::unique_ptr<SequentialFile>> OpenDecompressed(std::unique_ptr<SequentialFile> src,
                                                          Compression c,
-                                                         const DecompressLimits& limits) {
+                                                         const DecompressLimits& limits,
+                                                         GzipDecoder gzip) {
   switch (c) {
     case Compression::kNone:
       return src;
     case Compression::kGzip: {
+      if (!GzipDecoderAvailable(gzip)) {
+        return Status(Code::kUnsupported, "this imgstore was built without ISA-L (libisal)");
+      }
+#ifdef IMGSTORE_HAVE_ISAL
+      if (gzip != GzipDecoder::kZlib) {
+        auto d = std::make_unique<IsalGzipDecompressor>(std::move(src), limits);
+        IMGSTORE_RETURN_IF_ERROR(d->Init());
+        return std::unique_ptr<SequentialFile>(std::move(d));
+      }
+#endif
       auto d = std::make_unique<GzipDecompressor>(std::move(src), limits);
       IMGSTORE_RETURN_IF_ERROR(d->Init());
       return std::unique_ptr<SequentialFile>(std::move(d));

@@ -61,15 +61,24 @@ struct DecompressLimits {
   int zstd_max_window_log = 27;
 };
 
+// The gzip decoder. kDefault is ISA-L's inflate where imgstore was built with libisal (2-2.5x
+// zlib's speed on x86-64 and arm64: gzip layers are decompression-bound), zlib's otherwise. Both
+// check each member's CRC-32 and length and behave alike in every case the contract below names.
+enum class GzipDecoder { kDefault, kZlib, kIsal };
+// Whether `d` can be used in this build (kDefault and kZlib always can).
+bool GzipDecoderAvailable(GzipDecoder d);
+
 // A SequentialFile of the decompressed bytes of src (which it now owns); its path() is src's.
 // kNone gives src back unchanged. Errors from Read (the message names src's path and the
 // compression): kCorruption for a corrupt or truncated stream, or bytes after the end of the
 // last gzip member that are not another member; kInvalidArgument, naming the DecompressLimits
 // field, when a bound is exceeded; src's own errors as they are. Concatenated gzip members
 // decompress as one stream (as gzip -d does), and so do concatenated zstd frames.
-// OpenDecompressed itself fails only for a zstd_max_window_log outside zstd's range.
+// OpenDecompressed itself fails only for a zstd_max_window_log outside zstd's range, or
+// kUnsupported when `gzip` names a decoder this build lacks.
 Result<std::unique_ptr<SequentialFile>> OpenDecompressed(std::unique_ptr<SequentialFile> src,
                                                          Compression c,
-                                                         const DecompressLimits& limits = {});
+                                                         const DecompressLimits& limits = {},
+                                                         GzipDecoder gzip = GzipDecoder::kDefault);
 
 }  // namespace imgstore::layers

@@ -4,6 +4,7 @@
 #include "layers/decompress.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -90,10 +91,42 @@ Result<std::string> ReadAll(SequentialFile& f, size_t read_size = 64 * 1024) {
   }
 }
 
-Result<std::string> Decompress(std::string compressed, Compression c,
-                               const DecompressLimits& limits = {}, size_t read_size = 64 * 1024,
-                               size_t max_source_read = SIZE_MAX) {
-  auto d = OpenDecompressed(FromString(std::move(compressed), max_source_read), c, limits);
+// A compression and, for gzip, the decoder under test: every gzip test runs with zlib and, where
+// this build has it, ISA-L.
+struct Codec {
+  Codec(Compression c, GzipDecoder gzip = GzipDecoder::kDefault) : c(c), gzip(gzip) {}  // NOLINT
+  Compression c;
+  GzipDecoder gzip;
+};
+
+std::string CodecName(const ::testing::TestParamInfo<Codec>& info) {
+  std::string name(CompressionName(info.param.c));
+  if (info.param.gzip == GzipDecoder::kZlib) name += "_zlib";
+  if (info.param.gzip == GzipDecoder::kIsal) name += "_isal";
+  return name;
+}
+
+// The gzip decoders of this build.
+std::vector<Codec> Gzips() {
+  std::vector<Codec> out = {{Compression::kGzip, GzipDecoder::kZlib}};
+  if (GzipDecoderAvailable(GzipDecoder::kIsal))
+    out.push_back({Compression::kGzip, GzipDecoder::kIsal});
+  return out;
+}
+
+// Every compressed codec (gzip with each decoder, zstd), and with `none` first when asked.
+std::vector<Codec> Codecs(bool with_none) {
+  std::vector<Codec> out;
+  if (with_none) out.push_back(Compression::kNone);
+  for (const Codec& g : Gzips()) out.push_back(g);
+  out.push_back(Compression::kZstd);
+  return out;
+}
+
+Result<std::string> Decompress(std::string compressed, Codec k, const DecompressLimits& limits = {},
+                               size_t read_size = 64 * 1024, size_t max_source_read = SIZE_MAX) {
+  auto d =
+      OpenDecompressed(FromString(std::move(compressed), max_source_read), k.c, limits, k.gzip);
   if (!d.ok()) return d.status();
   return ReadAll(**d, read_size);
 }
@@ -181,10 +214,11 @@ TEST(SniffCompression, MagicBytes) {
 
 // --- round trips ------------------------------------------------------------------------------
 
-class RoundTrip : public ::testing::TestWithParam<Compression> {};
+class RoundTrip : public ::testing::TestWithParam<Codec> {};
 
 TEST_P(RoundTrip, ContentOfManySizesAndReadPatterns) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   for (size_t size : {size_t{0}, size_t{1}, size_t{4096}, size_t{3 << 20}}) {
     for (const std::string& plain : {RandomBytes(size, 7), Words(size, 8)}) {
       std::string packed = testing::Compress(plain, ToTest(c));
@@ -192,7 +226,7 @@ TEST_P(RoundTrip, ContentOfManySizesAndReadPatterns) {
       for (auto [read_size, source_read] :
            {std::pair<size_t, size_t>{1 << 20, SIZE_MAX}, {7, SIZE_MAX}, {4096, 3}}) {
         if (size > 4096 && (read_size < 4096 || source_read < 4096)) continue;  // slow, no news
-        Result<std::string> got = Decompress(packed, c, {}, read_size, source_read);
+        Result<std::string> got = Decompress(packed, k, {}, read_size, source_read);
         ASSERT_TRUE(got.ok()) << size << ": " << got.status().ToString();
         EXPECT_TRUE(*got == plain) << "size " << size << " read " << read_size;
       }
@@ -201,9 +235,10 @@ TEST_P(RoundTrip, ContentOfManySizesAndReadPatterns) {
 }
 
 TEST_P(RoundTrip, SkipDiscardsDecompressedBytes) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   std::string plain = Words(200000, 3);
-  auto d = OpenDecompressed(FromString(testing::Compress(plain, ToTest(c))), c);
+  auto d = OpenDecompressed(FromString(testing::Compress(plain, ToTest(c))), c, {}, k.gzip);
   ASSERT_TRUE(d.ok());
   ASSERT_TRUE((*d)->Skip(150001).ok());
   Result<std::string> rest = ReadAll(**d);
@@ -214,26 +249,26 @@ TEST_P(RoundTrip, SkipDiscardsDecompressedBytes) {
 }
 
 TEST_P(RoundTrip, PathIsTheSourcePath) {
-  auto d = OpenDecompressed(FromString(testing::Compress("a", ToTest(GetParam()))), GetParam());
+  const Codec k = GetParam();
+  auto d = OpenDecompressed(FromString(testing::Compress("a", ToTest(k.c))), k.c, {}, k.gzip);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ((*d)->path(), "mem:test-layer");
 }
 
-INSTANTIATE_TEST_SUITE_P(AllCompressions, RoundTrip,
-                         ::testing::Values(Compression::kNone, Compression::kGzip,
-                                           Compression::kZstd),
-                         [](const auto& info) { return std::string(CompressionName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(AllCompressions, RoundTrip, ::testing::ValuesIn(Codecs(true)), CodecName);
 
-TEST(Decompress, ConcatenatedGzipMembersAreOneStream) {
+class Gzip : public ::testing::TestWithParam<Codec> {};
+
+TEST_P(Gzip, ConcatenatedMembersAreOneStream) {
   std::string a = Words(100000, 1), b = RandomBytes(5000, 2), c = "tail";
   std::string packed = testing::Compress(a, LayerCompression::kGzip) +
                        testing::Compress(b, LayerCompression::kGzip) +
                        testing::Compress(c, LayerCompression::kGzip);
-  Result<std::string> got = Decompress(packed, Compression::kGzip);
+  Result<std::string> got = Decompress(packed, GetParam());
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(*got == a + b + c);
   // Also when a member boundary falls inside a source read of a few bytes.
-  got = Decompress(packed, Compression::kGzip, {}, 1000, 5);
+  got = Decompress(packed, GetParam(), {}, 1000, 5);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(*got == a + b + c);
 }
@@ -249,13 +284,14 @@ TEST(Decompress, ConcatenatedZstdFramesAreOneStream) {
 
 // --- bad streams ------------------------------------------------------------------------------
 
-class BadStream : public ::testing::TestWithParam<Compression> {};
+class BadStream : public ::testing::TestWithParam<Codec> {};
 
 TEST_P(BadStream, EveryTruncationIsCorruption) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   std::string packed = testing::Compress(Words(3000, 5), ToTest(c));
   for (size_t cut = 0; cut < packed.size(); ++cut) {
-    Result<std::string> got = Decompress(packed.substr(0, cut), c);
+    Result<std::string> got = Decompress(packed.substr(0, cut), k);
     ASSERT_FALSE(got.ok()) << "a prefix of " << cut << " of " << packed.size() << " bytes passed";
     EXPECT_EQ(got.status().code(), Code::kCorruption) << got.status().ToString();
     EXPECT_NE(got.status().message().find("mem:test-layer"), std::string::npos);
@@ -263,32 +299,35 @@ TEST_P(BadStream, EveryTruncationIsCorruption) {
 }
 
 TEST_P(BadStream, TrailingGarbageIsCorruption) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   for (std::string tail : {std::string("garbage"), std::string(512, '\0')}) {
-    Result<std::string> got = Decompress(testing::Compress("data", ToTest(c)) + tail, c);
+    Result<std::string> got = Decompress(testing::Compress("data", ToTest(c)) + tail, k);
     ASSERT_FALSE(got.ok());
     EXPECT_EQ(got.status().code(), Code::kCorruption) << got.status().ToString();
   }
 }
 
 TEST_P(BadStream, NotThisFormatIsCorruption) {
-  const Compression c = GetParam();
-  Result<std::string> got = Decompress(RandomBytes(10000, 9), c);
+  const Codec k = GetParam();
+  const Compression c = k.c;
+  Result<std::string> got = Decompress(RandomBytes(10000, 9), k);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), Code::kCorruption) << got.status().ToString();
   // The other format's stream is not this one either.
   Compression other = c == Compression::kGzip ? Compression::kZstd : Compression::kGzip;
-  got = Decompress(testing::Compress("data", ToTest(other)), c);
+  got = Decompress(testing::Compress("data", ToTest(other)), k);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), Code::kCorruption) << got.status().ToString();
 }
 
 TEST_P(BadStream, ErrorIsStickyAndSourceErrorsPassThrough) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   std::string packed = testing::Compress(RandomBytes(500000, 4), ToTest(c));
   auto source = FromString(packed, 4096);
   static_cast<GeneratedFile*>(source.get())->fail_after_ = 100000;
-  auto d = OpenDecompressed(std::move(source), c);
+  auto d = OpenDecompressed(std::move(source), c, {}, k.gzip);
   ASSERT_TRUE(d.ok());
   Result<std::string> got = ReadAll(**d);
   ASSERT_FALSE(got.ok());
@@ -299,29 +338,84 @@ TEST_P(BadStream, ErrorIsStickyAndSourceErrorsPassThrough) {
   EXPECT_EQ(again.status().ToString(), got.status().ToString());
 }
 
-INSTANTIATE_TEST_SUITE_P(Compressed, BadStream,
-                         ::testing::Values(Compression::kGzip, Compression::kZstd),
-                         [](const auto& info) { return std::string(CompressionName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Compressed, BadStream, ::testing::ValuesIn(Codecs(false)), CodecName);
 
-TEST(Decompress, GzipCrcMismatchIsCorruption) {
+TEST_P(Gzip, CrcOrLengthMismatchIsCorruption) {
   std::string packed = testing::Compress(Words(5000, 1), LayerCompression::kGzip);
   packed[packed.size() - 6] ^= 0x01;  // the CRC-32 of the trailer
-  Result<std::string> got = Decompress(packed, Compression::kGzip);
+  Result<std::string> got = Decompress(packed, GetParam());
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), Code::kCorruption);
   packed = testing::Compress(Words(5000, 1), LayerCompression::kGzip);
   packed[packed.size() - 2] ^= 0x01;  // the length of the trailer
-  got = Decompress(packed, Compression::kGzip);
+  got = Decompress(packed, GetParam());
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), Code::kCorruption);
 }
 
-TEST(Decompress, GzipTrailingDataIsNamed) {
+TEST_P(Gzip, TrailingDataIsNamed) {
   Result<std::string> got =
-      Decompress(testing::Compress("x", LayerCompression::kGzip) + "junk", Compression::kGzip);
+      Decompress(testing::Compress("x", LayerCompression::kGzip) + "junk", GetParam());
   ASSERT_FALSE(got.ok());
   EXPECT_NE(got.status().message().find("not another gzip member"), std::string::npos)
       << got.status().ToString();
+}
+
+// A gzip member with every optional header field (RFC 1952 2.3: FEXTRA, FNAME, FCOMMENT, FHCRC)
+// around the raw deflate of `plain`.
+std::string GzipWithHeaderFields(const std::string& plain) {
+  std::string h("\x1f\x8b\x08\x1e\0\0\0\0\0\x03", 10);  // FHCRC|FEXTRA|FNAME|FCOMMENT
+  h += std::string("\x06\0", 2) + "AB\x02\0xy";         // one 2-byte subfield
+  h += std::string("layer.tar\0", 10);
+  h += std::string("a comment\0", 10);
+  const uLong hcrc = crc32(0, reinterpret_cast<const Bytef*>(h.data()), h.size());
+  h += static_cast<char>(hcrc & 0xff);
+  h += static_cast<char>((hcrc >> 8) & 0xff);
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string raw(deflateBound(&z, plain.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(plain.data()));
+  z.avail_in = static_cast<uInt>(plain.size());
+  z.next_out = reinterpret_cast<Bytef*>(raw.data());
+  z.avail_out = static_cast<uInt>(raw.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  raw.resize(z.total_out);
+  deflateEnd(&z);
+  std::string t;
+  const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(plain.data()), plain.size());
+  for (uLong v : {crc, static_cast<uLong>(plain.size())}) {
+    for (int i = 0; i < 4; ++i) t += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+  return h + raw + t;
+}
+
+TEST_P(Gzip, EveryOptionalHeaderFieldIsRead) {
+  const std::string plain = Words(70000, 6);
+  const std::string packed = GzipWithHeaderFields(plain);
+  Result<std::string> got = Decompress(packed, GetParam());
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == plain);
+  // The header split over source reads of 3 bytes, and a second member after it.
+  got = Decompress(packed + packed, GetParam(), {}, 4096, 3);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == plain + plain);
+}
+
+INSTANTIATE_TEST_SUITE_P(Decoders, Gzip, ::testing::ValuesIn(Gzips()), CodecName);
+
+TEST(GzipDecoder, ADecoderThisBuildLacksIsUnsupported) {
+  EXPECT_TRUE(GzipDecoderAvailable(GzipDecoder::kDefault));
+  EXPECT_TRUE(GzipDecoderAvailable(GzipDecoder::kZlib));
+  auto d = OpenDecompressed(FromString(testing::Compress("x", LayerCompression::kGzip)),
+                            Compression::kGzip, {}, GzipDecoder::kIsal);
+  if (GzipDecoderAvailable(GzipDecoder::kIsal)) {
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(*ReadAll(**d), "x");
+  } else {
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.status().code(), Code::kUnsupported);
+    EXPECT_NE(d.status().message().find("ISA-L"), std::string::npos);
+  }
 }
 
 TEST(Decompress, ZstdReservedHeaderBitIsCorruption) {
@@ -361,12 +455,13 @@ Status Drain(SequentialFile& f, uint64_t* produced) {
   }
 }
 
-class Bomb : public ::testing::TestWithParam<Compression> {};
+class Bomb : public ::testing::TestWithParam<Codec> {};
 
 TEST_P(Bomb, OneGibOfZerosIsRefusedByTheDefaultRatio) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   uint64_t compressed = 0;
-  auto d = OpenDecompressed(ZeroBomb(c, uint64_t{1} << 30, 16 << 20, &compressed), c);
+  auto d = OpenDecompressed(ZeroBomb(c, uint64_t{1} << 30, 16 << 20, &compressed), c, {}, k.gzip);
   ASSERT_TRUE(d.ok());
   // The bomb is a real one under the default bound, not an artifact of the test.
   ASSERT_GT((uint64_t{1} << 30) / compressed, DecompressLimits{}.max_ratio) << compressed;
@@ -380,11 +475,12 @@ TEST_P(Bomb, OneGibOfZerosIsRefusedByTheDefaultRatio) {
 }
 
 TEST_P(Bomb, TheRatioBoundIsConfigurable) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   uint64_t compressed = 0;
   DecompressLimits off;
   off.max_ratio = 0;
-  auto d = OpenDecompressed(ZeroBomb(c, 64 << 20, 16 << 20, &compressed), c, off);
+  auto d = OpenDecompressed(ZeroBomb(c, 64 << 20, 16 << 20, &compressed), c, off, k.gzip);
   ASSERT_TRUE(d.ok());
   uint64_t produced = 0;
   ASSERT_TRUE(Drain(**d, &produced).ok());
@@ -393,22 +489,21 @@ TEST_P(Bomb, TheRatioBoundIsConfigurable) {
   DecompressLimits strict;
   strict.max_ratio = 2;
   strict.ratio_grace_bytes = 0;
-  Result<std::string> got = Decompress(testing::Compress(Words(100000, 1), ToTest(c)), c, strict);
+  Result<std::string> got = Decompress(testing::Compress(Words(100000, 1), ToTest(c)), k, strict);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), Code::kInvalidArgument);
 }
 
 TEST_P(Bomb, SmallCompressibleLayersPassWithinTheGrace) {
-  const Compression c = GetParam();
+  const Codec k = GetParam();
+  const Compression c = k.c;
   std::string zeros(4 << 20, '\0');  // ratio over 1000, but under the grace
-  Result<std::string> got = Decompress(testing::Compress(zeros, ToTest(c)), c);
+  Result<std::string> got = Decompress(testing::Compress(zeros, ToTest(c)), k);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->size(), zeros.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Compressed, Bomb,
-                         ::testing::Values(Compression::kGzip, Compression::kZstd),
-                         [](const auto& info) { return std::string(CompressionName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Compressed, Bomb, ::testing::ValuesIn(Codecs(false)), CodecName);
 
 // A zstd frame whose header asks for a 2^window_log window, holding one raw block of `data`
 // (the format of RFC 8878 section 3.1.1, written by hand so that the header says exactly that).
