@@ -3,7 +3,7 @@
 # is a real root filesystem (the first ROOTFS_MB of /usr; about 800 MB gzip-compressed at the
 # default), beside its peers in the same run on the same blob:
 #   - the limit: `tar -xzf` of the layer followed by `sync` (GNU tar with its gzip child: two
-#     processes, so both cores work);
+#     processes, so both cores work), and the write ceiling: `tar -xf` of the uncompressed tar;
 #   - `umoci unpack` of the same OCI layout (+ sync);
 #   - imgstore unpack with the layer not yet cached (one pass: cache and destination), then
 #     again with the layer cached (a copy from the cache), then a mount (overlay) of the cached
@@ -15,12 +15,14 @@
 #
 # Usage: bench/unpack.sh [IMGSTORE_BINARY]
 #   ROOTFS_MB (2000): uncompressed size of the layer; CACHE (~/.cache/imgstore-bench);
-#   PEERS (1): also run skopeo; ROUNDS (3): interleaved rounds of tar and imgstore (medians).
+#   PEERS (1): also run skopeo; ROUNDS (3): interleaved rounds of tar and imgstore (medians);
+#   SETTLE (35): seconds between rounds, after their trees are removed (see the loop).
 set -euo pipefail
 BIN=$(realpath "${1:-build/imgstore}")
 ROOTFS_MB=${ROOTFS_MB:-2000}
 PEERS=${PEERS:-1}
 ROUNDS=${ROUNDS:-3}
+SETTLE=${SETTLE:-35}
 CACHE=${CACHE:-$HOME/.cache/imgstore-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -62,10 +64,11 @@ echo "layer: $TAR_MB MB uncompressed; gzip $(($(stat -c %s "$GZ_BLOB") / 1000000
 IMGSTORE_ROOT="$WORK/nc-gzip" "$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
 IMGSTORE_ROOT="$WORK/nc-zstd" "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
 
-# run NAME CMD: times CMD into a fresh $WORK/out (then sync), appends the seconds to $WORK/NAME.
+# run NAME CMD: times CMD (then sync), appends the seconds to $WORK/NAME.all. CMD writes into
+# $WORK/out-NAME, a new directory: no tree is removed until the round ends (below).
 run() {
   local name=$1; shift
-  fresh; mkdir "$WORK/out"
+  mkdir "$WORK/out-$name"
   timed "$WORK/$name.t" sh -c "$* && sync"
   secs "$WORK/$name.t" >>"$WORK/$name.all"
   cp "$WORK/$name.t" "$WORK/$name.last"
@@ -75,20 +78,25 @@ med() { sort -n "$WORK/$1.all" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]
 runs() { paste -sd' ' "$WORK/$1.all"; }
 
 # The machine's write speed drifts by 2x within minutes (a shared disk): every contender runs
-# once per round, interleaved, and the figures are medians.
+# once per round, interleaved, and the figures are medians. And ext4 makes whoever creates
+# files just after a large removal pay for it: for 30 s it skips the inodes of recently deleted
+# files (recently_deleted() was 14% of a profile of an unpack run right after an rm -rf of the
+# previous tree, and tar paid the same), so the trees of a round are removed only when the round
+# ends, SETTLE seconds before the next one.
 for round in $(seq "$ROUNDS"); do
   R="$WORK/round"; ZR="$WORK/zround"
   rm -rf "$R" "$ZR"
   IMGSTORE_ROOT=$R "$BIN" pull -q "oci:$GZ:bench" --name bench/gzip
   IMGSTORE_ROOT=$ZR "$BIN" pull -q "oci:$ZS:bench" --name bench/zstd
   cat "$GZ_BLOB" "$ZS_BLOB" >/dev/null  # every contender reads its blob from the page cache
-  run tar "tar --numeric-owner -xzf '$GZ_BLOB' -C '$WORK/out'"
-  run cold "rmdir '$WORK/out' && IMGSTORE_ROOT='$R' '$BIN' unpack bench/gzip '$WORK/out'"
-  run nocache "rmdir '$WORK/out' && IMGSTORE_ROOT='$WORK/nc-gzip' '$BIN' unpack --no-cache bench/gzip '$WORK/out'"
-  run warm "rmdir '$WORK/out' && IMGSTORE_ROOT='$R' '$BIN' unpack bench/gzip '$WORK/out'"
-  run ztar "tar --numeric-owner --zstd -xf '$ZS_BLOB' -C '$WORK/out'"
-  run zcold "rmdir '$WORK/out' && IMGSTORE_ROOT='$ZR' '$BIN' unpack bench/zstd '$WORK/out'"
-  run znc "rmdir '$WORK/out' && IMGSTORE_ROOT='$WORK/nc-zstd' '$BIN' unpack --no-cache bench/zstd '$WORK/out'"
+  run tar "tar --numeric-owner -xzf '$GZ_BLOB' -C '$WORK/out-tar'"
+  run plain "tar --numeric-owner -xf '$CACHE/rootfs-$ROOTFS_MB.tar' -C '$WORK/out-plain'"
+  run cold "rmdir '$WORK/out-cold' && IMGSTORE_ROOT='$R' '$BIN' unpack bench/gzip '$WORK/out-cold'"
+  run nocache "rmdir '$WORK/out-nocache' && IMGSTORE_ROOT='$WORK/nc-gzip' '$BIN' unpack --no-cache bench/gzip '$WORK/out-nocache'"
+  run warm "rmdir '$WORK/out-warm' && IMGSTORE_ROOT='$R' '$BIN' unpack bench/gzip '$WORK/out-warm'"
+  run ztar "tar --numeric-owner --zstd -xf '$ZS_BLOB' -C '$WORK/out-ztar'"
+  run zcold "rmdir '$WORK/out-zcold' && IMGSTORE_ROOT='$ZR' '$BIN' unpack bench/zstd '$WORK/out-zcold'"
+  run znc "rmdir '$WORK/out-znc' && IMGSTORE_ROOT='$WORK/nc-zstd' '$BIN' unpack --no-cache bench/zstd '$WORK/out-znc'"
   if ((round == 1)); then
     for i in 1 2; do
       start=$(date +%s%N)
@@ -98,14 +106,16 @@ for round in $(seq "$ROUNDS"); do
     done
     IMGSTORE_ROOT=$R "$BIN" umount bench1 && IMGSTORE_ROOT=$R "$BIN" umount bench2
   fi
-  rm -rf "$R" "$ZR"
+  rm -rf "$R" "$ZR" "$WORK"/out-*
+  sync
+  sleep "$SETTLE"
 done
-fresh
 timed "$WORK/umoci.t" sh -c "umoci unpack --image '$GZ:bench' '$WORK/out' >/dev/null && sync"
 umoci_s=$(secs "$WORK/umoci.t")
 
-tar_s=$(med tar); cold_s=$(med cold); nocache_s=$(med nocache); warm_s=$(med warm)
+plain_s=$(med plain); tar_s=$(med tar); cold_s=$(med cold); nocache_s=$(med nocache); warm_s=$(med warm)
 ztar_s=$(med ztar); zcold_s=$(med zcold); znc_s=$(med znc)
+echo "tar -xf (uncompressed) + sync:   ${plain_s}s  $(mbps "$TAR_MB" "$plain_s") MB/s  (the write ceiling: no decompression; runs: $(runs plain))"
 echo "tar -xzf + sync:                 ${tar_s}s  $(mbps "$TAR_MB" "$tar_s") MB/s  (runs: $(runs tar))"
 echo "umoci unpack + sync:             ${umoci_s}s  $(mbps "$TAR_MB" "$umoci_s") MB/s  peak RSS $(rss_mib "$WORK/umoci.t") MiB  (one run)"
 echo "imgstore unpack (not cached):    ${cold_s}s  $(mbps "$TAR_MB" "$cold_s") MB/s  peak RSS $(rss_mib "$WORK/cold.last") MiB  ($(ratio "$tar_s" "$cold_s")× tar's rate, $(ratio "$umoci_s" "$cold_s")× umoci's; runs: $(runs cold))"
@@ -114,9 +124,9 @@ echo "imgstore unpack (cached):        ${warm_s}s  $(mbps "$TAR_MB" "$warm_s") M
 echo "tar --zstd -xf + sync:           ${ztar_s}s  $(mbps "$TAR_MB" "$ztar_s") MB/s  (runs: $(runs ztar))"
 echo "imgstore unpack zstd (not cached): ${zcold_s}s  $(mbps "$TAR_MB" "$zcold_s") MB/s  peak RSS $(rss_mib "$WORK/zcold.last") MiB  ($(ratio "$cold_s" "$zcold_s")× the gzip rate, $(ratio "$ztar_s" "$zcold_s")× tar --zstd's, $(ratio "$umoci_s" "$zcold_s")× umoci's gzip; runs: $(runs zcold))"
 echo "imgstore unpack zstd --no-cache: ${znc_s}s  $(mbps "$TAR_MB" "$znc_s") MB/s  ($(ratio "$ztar_s" "$znc_s")× tar --zstd's rate, $(ratio "$nocache_s" "$znc_s")× the gzip --no-cache rate; runs: $(runs znc))"
-fresh
 
 if [[ $PEERS == 1 ]]; then
+  fresh; sleep "$SETTLE"
   CS=(--root "$WORK/cs" --runroot "$WORK/csrun" --storage-driver vfs)
   timed "$WORK/skopeo.t" skopeo copy -q "oci:$GZ:bench" "containers-storage:[vfs@$WORK/cs+$WORK/csrun]bench:latest"
   skopeo_s=$(secs "$WORK/skopeo.t")

@@ -523,7 +523,7 @@ Result<LayerSet> Store::AcquireLayers(std::string_view image, const LayerUseOpti
   Result<std::unique_ptr<StoreLease>> lease = PinImage(*details, what, what);
   if (!lease.ok()) return lease.status();
   Result<LayerSet> set = AcquireLayerRecords(details->layers, options);
-  if (!set.ok()) return set.status().WithContext("layers of " + std::string(image));
+  if (!set.ok()) return set.status().WithContext(what);
   return set;
 }
 
