@@ -221,13 +221,8 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
     if (!got.ok()) {
       return got.status().WithContext("commit (give a base image to commit a directory)");
     }
-    Result<locking::Lock> lock = locks_.Get(mounts::MountLockName(got->name));
-    if (!lock.ok()) return lock.status();
-    locking::LockOptions lo;
-    lo.timeout = options_.lock_timeout;
-    lo.operation = op;
-    lo.on_wait = options_.on_wait;
-    Result<locking::LockGuard> g = lock->Acquire(locking::LockMode::kShared, lo);
+    Result<locking::LockGuard> g =
+        Lock(mounts::MountLockName(got->name), locking::LockMode::kShared, op);
     if (!g.ok()) return g.status().WithContext("commit " + src);
     mount_guard = std::move(*g);
     got = GetMount(got->name);  // an umount that finished before the lock shows here

@@ -412,13 +412,8 @@ Result<MountInfo> Store::Mount(std::string_view image, const MountOptions& optio
   IMGSTORE_RETURN_IF_ERROR(env_->CreateDirs(mounts::MountsDir(root_)));
   for (int attempt = 0;; ++attempt) {
     name = options.name.empty() ? mounts::GeneratedName(image_name) : options.name;
-    Result<locking::Lock> lock = locks_.Get(mounts::MountLockName(name));
-    if (!lock.ok()) return lock.status();
-    locking::LockOptions lo;
-    lo.timeout = options_.lock_timeout;
-    lo.operation = what;
-    lo.on_wait = options_.on_wait;
-    Result<locking::LockGuard> g = lock->Acquire(locking::LockMode::kExclusive, lo);
+    Result<locking::LockGuard> g =
+        Lock(mounts::MountLockName(name), locking::LockMode::kExclusive, what);
     if (!g.ok()) return g.status().WithContext(what);
     Status s = env_->CreateDir(mounts::MountDir(root_, name), 0755);
     Result<std::optional<mounts::Row>> row =
@@ -564,13 +559,8 @@ Status Store::Unmount(std::string_view name_or_path) {
   const std::string what = "umount " + std::string(name_or_path);
   Result<std::string> name = mounts::NameOf(root_, name_or_path);
   if (!name.ok()) return name.status();
-  Result<locking::Lock> lock = locks_.Get(mounts::MountLockName(*name));
-  if (!lock.ok()) return lock.status();
-  locking::LockOptions lo;
-  lo.timeout = options_.lock_timeout;
-  lo.operation = what;
-  lo.on_wait = options_.on_wait;
-  Result<locking::LockGuard> guard = lock->Acquire(locking::LockMode::kExclusive, lo);
+  Result<locking::LockGuard> guard =
+      Lock(mounts::MountLockName(*name), locking::LockMode::kExclusive, what);
   if (!guard.ok()) return guard.status().WithContext(what);
 
   Result<std::optional<mounts::Row>> row = mounts::FindRow(*db_, *name);

@@ -243,14 +243,19 @@ Status Store::Recover() {
   return Status::OK();
 }
 
-Result<locking::LockGuard> Store::LockBlob(const Digest& digest, const std::string& operation) {
-  Result<locking::Lock> lock = locks_.Get(BlobLockName(digest));
+Result<locking::LockGuard> Store::Lock(const std::string& lock_name, locking::LockMode mode,
+                                       const std::string& operation) {
+  Result<locking::Lock> lock = locks_.Get(lock_name);
   if (!lock.ok()) return lock.status();
   locking::LockOptions lo;
   lo.timeout = options_.lock_timeout;
   lo.operation = operation;
   lo.on_wait = options_.on_wait;
-  return lock->Acquire(locking::LockMode::kExclusive, lo);
+  return lock->Acquire(mode, lo);
+}
+
+Result<locking::LockGuard> Store::LockBlob(const Digest& digest, const std::string& operation) {
+  return Lock(BlobLockName(digest), locking::LockMode::kExclusive, operation);
 }
 
 }  // namespace imgstore::store

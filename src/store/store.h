@@ -532,6 +532,9 @@ class Store {
         locking::LockSpace locks);
 
   Status Recover();
+  // Takes the named lock of locks_ in `mode`, waiting as StoreOptions say (lock_timeout, on_wait).
+  Result<locking::LockGuard> Lock(const std::string& lock_name, locking::LockMode mode,
+                                  const std::string& operation);
   Result<locking::LockGuard> LockBlob(const Digest& digest, const std::string& operation);
   Result<std::optional<BlobInfo>> FindBlob(const Digest& digest);
   // The intent log (table gc_pending): a blob file that may exist without its row. Entries are

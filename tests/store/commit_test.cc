@@ -67,6 +67,16 @@ class CommitTest : public StoreTest {
     return dir;
   }
 
+  // A mount of "base" (kind "copy" or "overlay") named `name`, with Change() made through it.
+  Result<MountInfo> MountChanged(const std::string& kind, const std::string& name) {
+    MountOptions mo;
+    mo.kind = kind;
+    mo.name = name;
+    Result<MountInfo> m = store_->Mount("base", mo);
+    if (m.ok()) Change(m->path);
+    return m;
+  }
+
   int ImageCount() {
     Result<std::vector<ImageSummary>> all = store_->ListImages();
     EXPECT_TRUE(all.ok());
@@ -267,12 +277,8 @@ TEST_F(CommitTest, CancelledLeavesNothing) {
 
 TEST_F(CommitTest, CopyMount) {
   AddBase("base");
-  MountOptions mo;
-  mo.kind = "copy";
-  mo.name = "c1";
-  Result<MountInfo> m = store_->Mount("base", mo);
+  Result<MountInfo> m = MountChanged("copy", "c1");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  Change(m->path);
   CommitOptions opts;
   opts.names = {"from-copy"};
   Result<CommitResult> r = store_->Commit("c1", "", opts);
@@ -288,12 +294,8 @@ TEST_F(CommitTest, CopyMount) {
 // from inside the diff (the commit's cancel check), and must time out; after the commit it works.
 TEST_F(CommitTest, AnUmountWaitsForACommitOfTheMount) {
   AddBase("base");
-  MountOptions mo;
-  mo.kind = "copy";
-  mo.name = "busy";
-  Result<MountInfo> m = store_->Mount("base", mo);
+  Result<MountInfo> m = MountChanged("copy", "busy");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  Change(m->path);
   StoreOptions quick;
   quick.lock_timeout = std::chrono::milliseconds(200);
   std::unique_ptr<Store> other = testing::OpenStore(store_->root(), quick);
@@ -324,23 +326,20 @@ TEST_F(CommitTest, MountWhoseImageWasRemovedAndCollected) {
   for (const std::string& kind : kinds) {
     SCOPED_TRACE(kind);
     if (kind == "overlay") AddBase("base");  // removed by the first round
-    MountOptions mo;
-    mo.kind = kind;
-    mo.name = "gone-" + kind;
-    Result<MountInfo> m = store_->Mount("base", mo);
+    const std::string name = "gone-" + kind;
+    Result<MountInfo> m = MountChanged(kind, name);
     if (!m.ok() && m.status().code() == Code::kUnsupported) continue;
     ASSERT_TRUE(m.ok()) << m.status().ToString();
-    Change(m->path);
     ASSERT_TRUE(store_->Remove("base", /*force=*/true).ok());
     Result<GcReport> gc = store_->GarbageCollect();
     ASSERT_TRUE(gc.ok()) << gc.status().ToString();
     EXPECT_EQ(store_->InspectImage(m->image_id.ToString()).status().code(), Code::kNotFound);
     CommitOptions opts;
     opts.names = {"after-" + kind};
-    Result<CommitResult> r = store_->Commit(mo.name, "", opts);
+    Result<CommitResult> r = store_->Commit(name, "", opts);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(ReadTree(Unpacked("after-" + kind, "again-" + kind)), ReadTree(m->path));
-    ASSERT_TRUE(store_->Unmount(mo.name).ok());
+    ASSERT_TRUE(store_->Unmount(name).ok());
     ExpectConsistent(*store_);
   }
 }
@@ -348,15 +347,11 @@ TEST_F(CommitTest, MountWhoseImageWasRemovedAndCollected) {
 TEST_F(CommitTest, OverlayMount) {
   if (::geteuid() != 0) GTEST_SKIP() << "overlay mounts need root";
   AddBase("base");
-  MountOptions mo;
-  mo.kind = "overlay";
-  mo.name = "o1";
-  Result<MountInfo> m = store_->Mount("base", mo);
+  Result<MountInfo> m = MountChanged("overlay", "o1");
   if (!m.ok() && m.status().code() == Code::kUnsupported) {
     GTEST_SKIP() << "overlay not available here: " << m.status().ToString();
   }
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  Change(m->path);
   // A directory made opaque through the mount: removed and made again.
   ASSERT_EQ(::unlink((m->path + "/var/cache/c").c_str()), 0);
   ASSERT_EQ(::rmdir((m->path + "/var/cache").c_str()), 0);
