@@ -14,19 +14,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "layers/safe_fs.h"
 #include "layers/tar_entry.h"
+#include "util/block_pipe.h"
 
 namespace imgstore::layers {
 namespace {
@@ -73,11 +72,7 @@ bool IsOverlayXattrName(std::string_view name) {
 class StreamFeeder {
  public:
   StreamFeeder(SequentialFile& file, const ExtractOptions& options)
-      : file_(file), options_(options) {
-    for (auto& b : blocks_) {
-      b.data.reset(new std::byte[kReadBuffer]);
-      free_.push_back(&b);
-    }
+      : file_(file), options_(options), pipe_(4, kReadBuffer) {
     thread_ = std::thread([this] { Produce(); });
   }
   ~StreamFeeder() { Stop(); }
@@ -102,24 +97,14 @@ class StreamFeeder {
     if (options_.cancelled && options_.cancelled()) {
       return Fail(Status(Code::kCancelled, "extraction of " + file_.path() + " cancelled"));
     }
-    Block* b = nullptr;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (current_ != nullptr) {
-        free_.push_back(current_);
-        current_ = nullptr;
-        cv_.notify_all();
-      }
-      cv_.wait(lock, [&] { return !full_.empty() || done_; });
-      if (full_.empty()) return Fail(producer_status_);
-      b = full_.front();
-      full_.pop_front();
-      current_ = b;
-    }
-    if (b->size == 0) {
+    if (current_ != nullptr) pipe_.Return(std::exchange(current_, nullptr));
+    BlockPipe::Block* b = pipe_.Receive();
+    if (b == nullptr) {
+      if (!pipe_.end().ok()) return Fail(pipe_.end());
       eof_ = true;
       return size_t{0};
     }
+    current_ = b;
     consumed_ += b->size;
     if (options_.on_progress) options_.on_progress(consumed_);
     if (out) *out = b->data.get();
@@ -150,59 +135,35 @@ class StreamFeeder {
   }
 
  private:
-  struct Block {
-    std::unique_ptr<std::byte[]> data;
-    size_t size = 0;
-  };
-
   void Produce() {
-    while (true) {
-      Block* b = nullptr;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return !free_.empty() || stop_; });
-        if (stop_) return;
-        b = free_.back();
-        free_.pop_back();
-      }
-      Status error;
-      Result<size_t> n = file_.Read(std::span<std::byte>(b->data.get(), kReadBuffer));
+    while (BlockPipe::Block* b = pipe_.Free()) {
+      Result<size_t> n = file_.Read(b->buffer());
       if (!n.ok()) {
-        error = n.status();
-      } else {
-        bytes_ += *n;
-        uint64_t max = options_.limits.max_tar_bytes;
-        if (max != 0 && bytes_ > max) {
-          error = Status(Code::kInvalidArgument,
-                         file_.path() + ": the uncompressed layer exceeds max_tar_bytes (" +
-                             std::to_string(max) + " bytes)");
-        } else {
-          hasher_.Update(std::span<const std::byte>(b->data.get(), *n));
-        }
+        pipe_.Return(b);
+        return pipe_.Finish(n.status());
       }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!error.ok()) {
-        producer_status_ = error;
-        done_ = true;
-        free_.push_back(b);
-        cv_.notify_all();
-        return;
+      if (*n == 0) {
+        pipe_.Return(b);
+        return pipe_.Finish(Status::OK());
+      }
+      bytes_ += *n;
+      uint64_t max = options_.limits.max_tar_bytes;
+      if (max != 0 && bytes_ > max) {
+        pipe_.Return(b);
+        return pipe_.Finish(
+            Status(Code::kInvalidArgument, file_.path() +
+                                               ": the uncompressed layer exceeds max_tar_bytes (" +
+                                               std::to_string(max) + " bytes)"));
       }
       b->size = *n;
-      full_.push_back(b);
-      if (*n == 0) done_ = true;
-      cv_.notify_all();
-      if (*n == 0) return;
+      hasher_.Update(b->bytes());
+      pipe_.Send(b);
     }
   }
 
   void Stop() {
     if (!thread_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      cv_.notify_all();
-    }
+    pipe_.Cancel();
     thread_.join();
   }
 
@@ -213,20 +174,13 @@ class StreamFeeder {
 
   SequentialFile& file_;
   const ExtractOptions& options_;
-  Block blocks_[4];
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Block*> full_;   // read, in stream order
-  std::vector<Block*> free_;  // to be filled
-  Block* current_ = nullptr;  // lent to libarchive
-  bool done_ = false;         // the producer has finished (end of stream or error)
-  bool stop_ = false;
-  Status producer_status_;
+  BlockPipe pipe_;
   // The producer's alone until it has finished.
   Sha256Hasher hasher_;
   uint64_t bytes_ = 0;
   std::thread thread_;
   // The consumer's.
+  BlockPipe::Block* current_ = nullptr;  // lent to libarchive
   uint64_t consumed_ = 0;
   bool eof_ = false;
   Status status_;

@@ -137,9 +137,12 @@ class BlobFile final : public SequentialFile {
     r.max_redirects = kMaxBlobRedirects;
     Result<std::unique_ptr<HttpStream>> s = client_->Send(r);
     if (!s.ok()) return s.status().WithContext(at);
-    if ((*s)->response().status == 416 && got > 0) {
-      // Range Not Satisfiable for bytes the blob has: a server that cannot serve ranges. Ask
-      // for the whole blob rather than fail every later pull at the same byte.
+    const int status = (*s)->response().status;
+    if (got > 0 && (status == 416 || status == 400)) {
+      // A server that cannot serve ranges: 416 (Range Not Satisfiable) for bytes the blob has,
+      // or 400 from a proxy or object store that rejects the header. Ask for the whole blob
+      // rather than fail this and every later pull (which resume from the kept bytes) at the
+      // same byte; a 400 for another reason comes again and is reported then.
       r.headers.clear();
       s = client_->Send(r);
       if (!s.ok()) return s.status().WithContext(at);

@@ -4,16 +4,23 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "store/hash_file.h"
 #include "store/store.h"
+#include "util/block_pipe.h"
 
 namespace imgstore::store {
 namespace {
 
 constexpr size_t kChunk = 1 << 20;  // bytes per read of the source and per write(2)
+// Blobs larger than this are read and written on two threads (CopyPipelined): below it, a
+// thread costs more than it saves.
+constexpr uint64_t kPipelineAbove = 4 << 20;
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -49,10 +56,15 @@ Status Verify(const Digest& expected, const IngestOptions& options, const Writte
   return Status::OK();
 }
 
-// Reads the source to its end into tmp, hashing. *source_failed tells a failure of the source
-// (a broken download, worth resuming) from the others.
-Status CopySource(const IngestOptions& options, const BlobReader& read, TempFile& tmp,
-                  Sha256Hasher& hasher, bool* source_failed) {
+// A source read past expected_size: refused before its bytes are written.
+Status TooLong(const IngestOptions& options) {
+  return Status(Code::kCorruption, "size mismatch: expected " +
+                                       std::to_string(*options.expected_size) + " bytes, got more");
+}
+
+// CopySource for a small blob: reads, hashes and writes on the caller's thread.
+Status CopySerially(const IngestOptions& options, const BlobReader& read, TempFile& tmp,
+                    Sha256Hasher& hasher, bool* source_failed) {
   std::vector<std::byte> buf(kChunk);
   while (true) {
     Result<size_t> n = read(buf);
@@ -65,14 +77,79 @@ Status CopySource(const IngestOptions& options, const BlobReader& read, TempFile
       return Status(Code::kInternal, "the source returned more bytes than asked");
     }
     if (options.expected_size && hasher.size() + *n > *options.expected_size) {
-      return Status(
-          Code::kCorruption,
-          "size mismatch: expected " + std::to_string(*options.expected_size) + " bytes, got more");
+      return TooLong(options);
     }
     std::span<const std::byte> chunk(buf.data(), *n);
     hasher.Update(chunk);
     IMGSTORE_RETURN_IF_ERROR(tmp.Append(chunk));
   }
+}
+
+// CopySource for a large blob: the caller's thread reads (a socket, a file, a decompressor)
+// while a second thread hashes and writes what was read, a few chunks behind; a download then
+// runs at the rate of the slower of the two, not of their sum. A failure of either stops both.
+// Returns nullopt when no thread could be started.
+std::optional<Status> CopyPipelined(const IngestOptions& options, const BlobReader& read,
+                                    TempFile& tmp, Sha256Hasher& hasher, bool* source_failed) {
+  uint64_t total = hasher.size();  // a resumed ingest's kept prefix is hashed already
+  BlockPipe pipe(3, kChunk);
+  Status sink;  // the writer's first error
+  std::thread writer;
+  try {
+    writer = std::thread([&] {
+      while (BlockPipe::Block* b = pipe.Receive()) {
+        hasher.Update(b->bytes());
+        Status s = tmp.Append(b->bytes());
+        pipe.Return(b);
+        if (!s.ok()) {
+          sink = s;
+          return pipe.Cancel();
+        }
+      }
+    });
+  } catch (const std::system_error&) {
+    return std::nullopt;
+  }
+  Status source = Status::OK();
+  bool from_source = false;
+  while (BlockPipe::Block* b = pipe.Free()) {
+    Result<size_t> n = read(b->buffer());
+    Status end;
+    if (!n.ok()) {
+      end = n.status().WithContext("read source");
+      from_source = true;
+    } else if (*n > b->capacity) {
+      end = Status(Code::kInternal, "the source returned more bytes than asked");
+    } else if (options.expected_size && total + *n > *options.expected_size) {
+      end = TooLong(options);
+    } else if (*n > 0) {
+      total += *n;
+      b->size = *n;
+      pipe.Send(b);
+      continue;
+    }
+    pipe.Return(b);
+    source = end;
+    break;
+  }
+  pipe.Finish(Status::OK());  // the writer drains what was sent, then stops
+  writer.join();
+  // A write error wins: what was read after it is not in the file, which must not be resumed.
+  if (!sink.ok()) return sink;
+  *source_failed = from_source;
+  return source;
+}
+
+// Reads the source to its end into tmp, hashing. *source_failed tells a failure of the source
+// (a broken download, worth resuming) from the others.
+Status CopySource(const IngestOptions& options, const BlobReader& read, TempFile& tmp,
+                  Sha256Hasher& hasher, bool* source_failed) {
+  if (!options.expected_size || *options.expected_size - hasher.size() > kPipelineAbove) {
+    if (std::optional<Status> s = CopyPipelined(options, read, tmp, hasher, source_failed)) {
+      return *s;
+    }
+  }
+  return CopySerially(options, read, tmp, hasher, source_failed);
 }
 
 Written Finish(Sha256Hasher& hasher) {

@@ -122,6 +122,10 @@ struct WritableFileOptions {
   // Sync with fsync (also inode metadata such as the mode and mtime) instead of fdatasync (data
   // and the size needed to read it back).
   bool sync_metadata = false;
+  // Write-behind: after every this many bytes appended, writeback of what is dirty is started
+  // (sync_file_range SYNC_FILE_RANGE_WRITE, without waiting), so that the Sync at the end finds
+  // little left to write: a large blob's download and its flush to disk overlap. 0: off.
+  uint64_t bytes_per_sync = 8 << 20;
 };
 
 enum class FileType { kRegular, kDirectory, kSymlink, kOther };
