@@ -7,6 +7,7 @@
 #include <string>
 
 #include "imgstore/status.hpp"
+#include "imgstore/types.hpp"
 
 // The CLI's IMGSTORE_RETURN_IF_ERROR (that macro is internal to the library).
 #define CLI_RETURN_IF_ERROR(expr)    \
@@ -21,6 +22,7 @@ struct GlobalOptions {
   std::string root;
   std::string log_level = "warn";
   std::chrono::nanoseconds lock_timeout = std::chrono::seconds(60);
+  Limits limits;  // --limit NAME=VALUE
 };
 
 // Adds every command to `app`. The commands read `global` when they run (after parsing).

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "commands.h"
 #include "imgstore/parse.hpp"
@@ -44,6 +46,18 @@ int main(int argc, char** argv) {
   app.add_option("--lock-timeout", lock_timeout,
                  "longest wait for a lock before failing (e.g. 500ms, 30s, 2m; 0 = do not wait)")
       ->default_str(lock_timeout);
+  std::vector<std::string> limits;
+  std::string limit_names;
+  for (std::string_view n : imgstore::LimitNames()) {
+    limit_names += (limit_names.empty() ? "" : ", ") + std::string(n);
+  }
+  app.add_option("--limit", limits,
+                 "a bound on untrusted input, NAME=VALUE (e.g. max_tar_bytes=100GiB, max_ratio=0 "
+                 "for none; repeatable): " +
+                     limit_names)
+      ->type_name("NAME=VALUE")
+      ->take_all()
+      ->allow_extra_args(false);
 
   imgstore::cli::RegisterCommands(app, global);
 
@@ -68,6 +82,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   global.lock_timeout = *timeout;
+  for (const std::string& l : limits) {
+    if (imgstore::Status s = imgstore::SetLimit(l, &global.limits); !s.ok()) {
+      std::fprintf(stderr, "imgstore: error: --limit: %s\n", s.message().c_str());
+      return 2;
+    }
+  }
   if (app.get_subcommands().empty()) {
     std::fputs(app.help().c_str(), stdout);
     return 0;

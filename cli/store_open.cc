@@ -13,6 +13,7 @@ Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& global,
   StoreOptions options;
   // Rounded up: a timeout under a millisecond still waits (only "0" means do not wait).
   options.lock_timeout = std::chrono::ceil<std::chrono::milliseconds>(global.lock_timeout);
+  options.limits = global.limits;
   options.on_wait = [notice = std::move(notice)](const std::string& line) {
     if (notice) {
       notice("imgstore: " + line);

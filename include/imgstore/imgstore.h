@@ -95,6 +95,13 @@ void imgstore_cancel_token_free(imgstore_cancel_token* token);
  * waits for a lock that another thread or process holds; 0 for the default (60 s). */
 imgstore_code imgstore_store_open(const char* root, int64_t lock_timeout_ms, imgstore_store** out,
                                   imgstore_error** err);
+/* The same, with bounds on untrusted input other than the defaults: limits is a comma-separated
+ * list of NAME=VALUE ("max_manifest_bytes=16MiB,max_ratio=0"; the names and units of
+ * imgstore::SetLimit, include/imgstore/parse.hpp, and of `imgstore --limit`), or NULL or "" for
+ * the defaults. A bad list is IMGSTORE_ERR_INVALID_ARGUMENT naming the item. */
+imgstore_code imgstore_store_open_with_limits(const char* root, int64_t lock_timeout_ms,
+                                              const char* limits, imgstore_store** out,
+                                              imgstore_error** err);
 void imgstore_store_close(imgstore_store* store);
 /* The store's root directory, or NULL for a NULL store. Lives as long as the store. */
 const char* imgstore_store_root(const imgstore_store* store);

@@ -29,6 +29,27 @@ class CancelToken {
   std::shared_ptr<std::atomic<bool>> state_;
 };
 
+// Bounds on untrusted input: what a hostile or broken image, registry or archive can make
+// imgstore hold in memory, compute or write (docs/limits.md). The defaults are far above real
+// images; an error that a bound stops names it ("... exceeds max_tar_bytes (N bytes)"), and
+// SetLimit (parse.hpp) and `imgstore --limit NAME=VALUE` take the same names. 0 turns off the
+// bounds that say so; the others must be positive.
+struct Limits {
+  uint64_t max_manifest_bytes = 4 << 20;  // a manifest or index (registries accept 4 MiB)
+  uint64_t max_config_bytes = 8 << 20;    // an image config
+  uint64_t max_nesting_depth = 64;        // JSON nesting of manifests and configs
+  uint64_t max_index_depth = 8;           // indexes a pull follows inside an index
+  uint64_t max_tar_bytes = 64ull << 30;   // uncompressed bytes of one layer (0: none)
+  uint64_t max_entries = 4'000'000;       // entries of one layer (0: none)
+  uint64_t max_path_bytes = 4096;         // a path or link target in a layer (0: none)
+  uint64_t max_xattr_bytes = 1 << 20;     // extended attributes of one entry (0: none)
+  uint64_t max_ratio = 1000;              // decompressed per compressed byte, after 8 MiB (0: none)
+  uint64_t zstd_max_window_log = 27;      // the largest zstd window, 2^N bytes (10-31)
+  uint64_t max_archive_members = 1'000'000;     // members of a docker-archive tar
+  uint64_t max_archive_header_bytes = 1 << 20;  // one pax or GNU long-name header
+  uint64_t max_manifest_json_bytes = 8 << 20;   // a docker-archive's manifest.json
+};
+
 struct StoreOptions {
   // How long a call waits for a lock another thread or process holds (a second pull of the same
   // blob, an unpack of the same layer) before it fails with kTimeout naming the holder.
@@ -36,6 +57,9 @@ struct StoreOptions {
   // Called once per lock wait that lasts longer than a second ("waiting for lock NAME held by
   // pid N (OPERATION) for Ts"), on the waiting thread. May be empty.
   std::function<void(const std::string& line)> on_wait;
+  // Applied by every operation of this Store: pulls (manifests, configs, archives, diffID
+  // checks), unpack and mount (layers), inspect and commit (the stored documents).
+  Limits limits;
 };
 
 // How to reach a registry (sources and destinations "docker://..." or a bare reference); the

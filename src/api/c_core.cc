@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "api/c_api.h"
+#include "imgstore/parse.hpp"
 
 namespace imgstore::capi {
 namespace {
@@ -187,6 +188,12 @@ void imgstore_cancel_token_free(imgstore_cancel_token* token) { delete token; }
 
 imgstore_code imgstore_store_open(const char* root, int64_t lock_timeout_ms, imgstore_store** out,
                                   imgstore_error** err) {
+  return imgstore_store_open_with_limits(root, lock_timeout_ms, nullptr, out, err);
+}
+
+imgstore_code imgstore_store_open_with_limits(const char* root, int64_t lock_timeout_ms,
+                                              const char* limits, imgstore_store** out,
+                                              imgstore_error** err) {
   constexpr const char* kFn = "imgstore_store_open";
   if (out == nullptr) return NullArgument(err, kFn, "out");
   *out = nullptr;
@@ -196,6 +203,13 @@ imgstore_code imgstore_store_open(const char* root, int64_t lock_timeout_ms, img
   return Boundary(err, kFn, [&] {
     imgstore::StoreOptions options;
     if (lock_timeout_ms > 0) options.lock_timeout = std::chrono::milliseconds(lock_timeout_ms);
+    std::string_view list = limits == nullptr ? "" : limits;
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      imgstore::Status s = imgstore::SetLimit(list.substr(0, comma), &options.limits);
+      if (!s.ok()) return FromStatus(s.WithContext(kFn), err);
+      list = comma == std::string_view::npos ? "" : list.substr(comma + 1);
+    }
     imgstore::Result<std::unique_ptr<imgstore::Store>> s =
         imgstore::Store::Open(root == nullptr ? "" : root, options);
     if (!s.ok()) return FromStatus(s.status(), err);

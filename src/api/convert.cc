@@ -37,9 +37,11 @@ Result<registry::RegistryOptions> ToRegistryOptions(const RegistryOptions& optio
   return reg;
 }
 
-store::LayerUseOptions ToLayerUseOptions(const LayerOptions& options, std::string operation) {
+store::LayerUseOptions ToLayerUseOptions(const LayerOptions& options, std::string operation,
+                                         const Limits& limits) {
   store::LayerUseOptions out;
   out.operation = std::move(operation);
+  out.extract.limits = ToExtractLimits(limits);
   out.extract.cancelled = CancelHook(options.cancel);
   out.extract.on_warning = options.on_warning;
   if (options.on_extract) {

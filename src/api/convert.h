@@ -17,12 +17,14 @@
 #include "locking/locking.h"
 #include "registry/registry_options.h"
 #include "store/store.h"
+#include "transports/transports.h"
 #include "util/status.h"
 
 namespace imgstore {
 
 struct Store::Impl {
   std::unique_ptr<store::Store> store;
+  Limits limits;
 };
 
 namespace api {
@@ -34,7 +36,17 @@ std::function<bool()> CancelHook(const std::optional<CancelToken>& token);
 Result<registry::RegistryOptions> ToRegistryOptions(const RegistryOptions& options,
                                                     std::function<bool()> cancelled);
 
-store::LayerUseOptions ToLayerUseOptions(const LayerOptions& options, std::string operation);
+// Layer options with the store's extraction bounds.
+store::LayerUseOptions ToLayerUseOptions(const LayerOptions& options, std::string operation,
+                                         const Limits& limits);
+
+// Limits (src/api/limits.cc): every bound in its range (kInvalidArgument naming the first
+// that is not), and each bound in the internal struct that applies it.
+Status CheckLimits(const Limits& limits);
+images::ParseLimits ToParseLimits(const Limits& limits);
+layers::DecompressLimits ToDecompressLimits(const Limits& limits);
+layers::ExtractLimits ToExtractLimits(const Limits& limits);
+transports::SourceLimits ToSourceLimits(const Limits& limits);
 
 Reference ToReference(const images::Reference& r);
 

@@ -28,7 +28,8 @@ Result<MountInfo> Store::Mount(std::string_view image, const MountOptions& optio
     store::MountOptions mo;
     mo.name = options.name;
     mo.kind = options.kind;
-    mo.layers = api::ToLayerUseOptions(options.layers, "mount " + std::string(image));
+    mo.layers =
+        api::ToLayerUseOptions(options.layers, "mount " + std::string(image), impl_->limits);
     if (mo.layers.extract.cancelled && mo.layers.extract.cancelled()) {
       return Status(Code::kCancelled, "mount " + std::string(image) + ": cancelled");
     }

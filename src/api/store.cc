@@ -55,13 +55,17 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& root, const StoreO
     if (options.lock_timeout.count() < 0) {
       return Status(Code::kInvalidArgument, "open store " + dir + ": negative lock timeout");
     }
+    Status limits = api::CheckLimits(options.limits);
+    if (!limits.ok()) return limits.WithContext("open store " + dir);
     store::StoreOptions so;
     so.lock_timeout = std::chrono::duration_cast<locking::Duration>(options.lock_timeout);
     so.on_wait = options.on_wait;
+    so.limits = api::ToParseLimits(options.limits);
     Result<std::unique_ptr<store::Store>> s = store::Store::Open(dir, so);
     if (!s.ok()) return s.status();
     auto impl = std::make_unique<Impl>();
     impl->store = std::move(*s);
+    impl->limits = options.limits;
     return std::unique_ptr<Store>(new Store(std::move(impl)));
   });
 }
@@ -101,13 +105,17 @@ Result<PullResult> Store::Pull(std::string_view source, const PullOptions& optio
     }
     po.names = options.names;
     po.verify_diff_ids = options.verify_diff_ids;
+    const transports::SourceLimits limits = api::ToSourceLimits(impl_->limits);
+    po.limits = limits.parse;
+    po.decompress = limits.decompress;
+    po.max_index_depth = static_cast<int>(impl_->limits.max_index_depth);
     po.max_parallel = options.max_parallel;
     po.cancelled = api::CancelHook(options.cancel);
     Result<registry::RegistryOptions> reg = api::ToRegistryOptions(options.registry, po.cancelled);
     if (!reg.ok()) return reg.status().WithContext(what);
     if (po.cancelled && po.cancelled()) return Status(Code::kCancelled, what + ": pull cancelled");
     Result<std::unique_ptr<images::ImageSource>> src =
-        transports::OpenSource(Env::Default(), source, po.limits, *reg);
+        transports::OpenSource(Env::Default(), source, limits, *reg);
     if (!src.ok()) return src.status();
     po.operation = "pull " + (*src)->Describe();
     if (options.on_progress) {

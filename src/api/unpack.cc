@@ -9,7 +9,8 @@ Result<UnpackResult> Store::Unpack(std::string_view image, const std::string& di
   return api::Guarded("unpack", [&]() -> Result<UnpackResult> {
     store::UnpackOptions uo;
     uo.use_cache = options.use_cache;
-    uo.layers = api::ToLayerUseOptions(options.layers, "unpack " + std::string(image));
+    uo.layers =
+        api::ToLayerUseOptions(options.layers, "unpack " + std::string(image), impl_->limits);
     if (uo.layers.extract.cancelled && uo.layers.extract.cancelled()) {
       return Status(Code::kCancelled, "unpack " + std::string(image) + ": cancelled");
     }

@@ -120,7 +120,7 @@ Result<ImageConfig> ParseImageConfigImpl(std::string_view bytes, const ParseLimi
     return Status(Code::kInvalidArgument,
                   "config is " + std::to_string(bytes.size()) + " bytes, over the limit of " +
                       std::to_string(limits.max_config_bytes) +
-                      " bytes (raise ParseLimits::max_config_bytes to accept it)");
+                      " bytes (raise the limit max_config_bytes to accept it)");
   }
   Result<Json> parsed = internal::ParseJsonObject(bytes, limits.max_nesting_depth);
   if (!parsed.ok()) return parsed.status();

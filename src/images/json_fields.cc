@@ -57,7 +57,7 @@ class StrictChecker final : public nlohmann::json_sax<Json> {
   bool Push(bool is_object) {
     if (static_cast<int>(frames_.size()) >= max_depth_) {
       error_ = "JSON nested deeper than " + std::to_string(max_depth_) +
-               " levels (raise ParseLimits::max_nesting_depth to accept it)";
+               " levels (raise the limit max_nesting_depth to accept it)";
       return false;
     }
     frames_.push_back(Frame{is_object, {}});

@@ -202,7 +202,7 @@ Result<ParsedManifest> ParseManifestImpl(std::string_view bytes, std::string_vie
   if (bytes.size() > limits.max_manifest_bytes) {
     return Invalid("manifest is " + std::to_string(bytes.size()) + " bytes, over the limit of " +
                    std::to_string(limits.max_manifest_bytes) +
-                   " bytes (raise ParseLimits::max_manifest_bytes to accept it)");
+                   " bytes (raise the limit max_manifest_bytes to accept it)");
   }
 
   // What the source says the document is. A manifest type says which kind to expect; a generic
@@ -392,6 +392,16 @@ Result<Descriptor> SelectManifest(const ImageIndex& index, const Platform& want)
     }
     return Status(Code::kNotFound, std::move(msg));
   });
+}
+
+Status NameLimit(Status s, std::string_view limit_name, std::uint64_t cap) {
+  const std::string n = std::to_string(cap);
+  const std::string& m = s.message();
+  if (s.ok() || (m.find("limit of " + n) == std::string::npos &&
+                 m.find("larger than " + n) == std::string::npos)) {
+    return s;
+  }
+  return Status(s.code(), m + " (raise the limit " + std::string(limit_name) + " to accept it)");
 }
 
 }  // namespace imgstore::images

@@ -43,6 +43,11 @@ struct ParseLimits {
   int max_nesting_depth = 64;
 };
 
+// The error of a read capped at a limit (a manifest read with max_manifest_bytes, say) with the
+// name of the limit to raise added when the cap was what failed it ("... larger than the limit
+// of N bytes (raise the limit max_manifest_bytes to accept it)"); other errors unchanged.
+Status NameLimit(Status s, std::string_view limit_name, std::uint64_t cap);
+
 // A reference to a blob: what it is, its digest and size, and (in an index) its platform.
 struct Descriptor {
   std::string media_type;         // RFC 6838 syntax checked; unknown types are kept, not refused

@@ -209,6 +209,7 @@ Result<OciLayoutReader> OciLayoutReader::Open(std::shared_ptr<const OciLayoutFil
   const std::string index_path = r.files_->Display("index.json");
   Result<std::string> bytes = r.files_->ReadFile("index.json", limits.max_manifest_bytes);
   if (!bytes.ok()) {
+    bytes = NameLimit(bytes.status(), "max_manifest_bytes", limits.max_manifest_bytes);
     if (bytes.status().code() == Code::kNotFound) {
       return Status(Code::kNotFound, "OCI layout " + r.dir_ + " has no index.json");
     }
@@ -248,7 +249,9 @@ Result<OciResolvedImage> OciLayoutReader::ResolveImage(std::string_view ref,
   Descriptor d = entry->descriptor;
   for (int depth = 0; depth <= kMaxIndexNesting; ++depth) {
     Result<std::string> bytes = ReadBlob(d, limits_.max_manifest_bytes);
-    if (!bytes.ok()) return bytes.status();
+    if (!bytes.ok()) {
+      return NameLimit(bytes.status(), "max_manifest_bytes", limits_.max_manifest_bytes);
+    }
     Result<ParsedManifest> parsed = ParseManifest(*bytes, d.media_type, limits_);
     if (!parsed.ok()) return parsed.status().WithContext("manifest " + d.digest.ToString());
     if (const ImageManifest* m = parsed->manifest()) {
@@ -516,7 +519,9 @@ Status OciLayoutWriter::AddImage(const Descriptor& manifest, std::string_view re
   std::string existing;
   if (env_->FileExists(index_path)) {
     Result<std::string> bytes = env_->ReadFileToString(index_path, limits.max_manifest_bytes);
-    if (!bytes.ok()) return bytes.status();
+    if (!bytes.ok()) {
+      return NameLimit(bytes.status(), "max_manifest_bytes", limits.max_manifest_bytes);
+    }
     existing = std::move(bytes).value();
   }
   Result<std::string> out = AddToOciIndex(existing, manifest, ref);

@@ -176,8 +176,8 @@ class Decompressor : public SequentialFile {
     return Error(Code::kInvalidArgument,
                  "refused as a decompression bomb: " + std::to_string(consumed_) +
                      " compressed bytes expanded to over " + std::to_string(produced_) +
-                     " bytes, more than the bound DecompressLimits::max_ratio=" +
-                     std::to_string(limits_.max_ratio) + " times");
+                     " bytes, more than the limit max_ratio=" + std::to_string(limits_.max_ratio) +
+                     " times");
   }
 
   Status Fail(Status st) {
@@ -462,7 +462,7 @@ class ZstdDecompressor final : public Decompressor {
     ZSTD_bounds b = ZSTD_dParam_getBounds(ZSTD_d_windowLogMax);
     if (ZSTD_isError(b.error) || window_log_ < b.lowerBound || window_log_ > b.upperBound) {
       return Status(Code::kInvalidArgument,
-                    "DecompressLimits::zstd_max_window_log=" + std::to_string(window_log_) +
+                    "the limit zstd_max_window_log=" + std::to_string(window_log_) +
                         " is outside zstd's range [" + std::to_string(b.lowerBound) + ", " +
                         std::to_string(b.upperBound) + "]");
     }
@@ -487,8 +487,7 @@ class ZstdDecompressor final : public Decompressor {
     if (ZSTD_isError(rc)) {
       if (ZSTD_getErrorCode(rc) == ZSTD_error_frameParameter_windowTooLarge) {
         return Error(Code::kInvalidArgument,
-                     "the frame needs a window larger than the bound "
-                     "DecompressLimits::zstd_max_window_log=" +
+                     "the frame needs a window larger than the limit zstd_max_window_log=" +
                          std::to_string(window_log_) + " (" +
                          std::to_string((uint64_t{1} << window_log_) >> 20) + " MiB)");
       }

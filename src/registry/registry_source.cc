@@ -245,7 +245,10 @@ class RegistrySource final : public images::ImageSource {
                     what + ": Docker schema 1 manifests are not supported (" + type + ")");
     }
     Result<std::string> body = (*s)->ReadAll(limits_.max_manifest_bytes);
-    if (!body.ok()) return body.status().WithContext(what);
+    if (!body.ok()) {
+      return images::NameLimit(body.status(), "max_manifest_bytes", limits_.max_manifest_bytes)
+          .WithContext(what);
+    }
     Digest actual = Digest::Of(*body);
     if (want != nullptr && actual != *want) {
       return Status(Code::kCorruption, what + ": the registry sent a manifest whose digest is " +

@@ -163,12 +163,18 @@ Result<NewDocs> BuildDocs(const ImageDetails& base, const images::ImageManifest&
 // layers stay while it exists): its image may have been removed since it was mounted.
 Result<ImageDetails> MountBase(Store& store, const MountInfo& mount) {
   const std::string what = "mount " + mount.name + ": base image " + mount.image_id.ToString();
-  images::ParseLimits limits;
+  const images::ParseLimits& limits = store.limits();
   ImageDetails d;
   Result<std::string> manifest = store.ReadBlob(mount.manifest_digest, limits.max_manifest_bytes);
-  if (!manifest.ok()) return manifest.status().WithContext(what);
+  if (!manifest.ok()) {
+    return images::NameLimit(manifest.status(), "max_manifest_bytes", limits.max_manifest_bytes)
+        .WithContext(what);
+  }
   Result<std::string> config = store.ReadBlob(mount.image_id, limits.max_config_bytes);
-  if (!config.ok()) return config.status().WithContext(what);
+  if (!config.ok()) {
+    return images::NameLimit(config.status(), "max_config_bytes", limits.max_config_bytes)
+        .WithContext(what);
+  }
   Result<images::ImageManifest> m = images::ParseImageManifest(*manifest, "", limits);
   if (!m.ok()) return m.status().WithContext(what);
   Result<images::ImageConfig> c = images::ParseImageConfig(*config, limits);
@@ -241,7 +247,7 @@ Result<CommitResult> Store::Commit(std::string_view source, std::string_view bas
   Result<std::unique_ptr<StoreLease>> lease = PinImage(*details, op, "commit: base image " + base);
   if (!lease.ok()) return lease.status();
   Result<images::ImageManifest> manifest =
-      images::ParseImageManifest(details->manifest, details->manifest_media_type);
+      images::ParseImageManifest(details->manifest, details->manifest_media_type, limits());
   if (!manifest.ok()) return manifest.status().WithContext("commit: base image manifest");
   const bool to_oci = options.compression == layers::Compression::kZstd &&
                       manifest->media_type == images::media_type::kDockerManifest;

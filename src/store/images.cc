@@ -174,7 +174,7 @@ Result<AddImageResult> internal::AddImageWith(Store& store, std::string_view man
   Db& db = store.db();
   // 1. Everything that can be checked without the store: nothing is written when it fails.
   Result<images::ImageManifest> manifest =
-      images::ParseImageManifest(manifest_bytes, manifest_media_type);
+      images::ParseImageManifest(manifest_bytes, manifest_media_type, store.limits());
   if (!manifest.ok()) return manifest.status().WithContext("add image");
   if (!manifest->IsImage()) {
     return Status(Code::kUnsupported, "add image: the manifest's config (" +
@@ -194,7 +194,7 @@ Result<AddImageResult> internal::AddImageWith(Store& store, std::string_view man
                       manifest->config.digest.ToString() + ", " +
                       std::to_string(manifest->config.size) + " bytes)");
   }
-  Result<images::ImageConfig> config = images::ParseImageConfig(config_bytes);
+  Result<images::ImageConfig> config = images::ParseImageConfig(config_bytes, store.limits());
   if (!config.ok()) return config.status().WithContext("add image: config");
   IMGSTORE_RETURN_IF_ERROR(
       images::CheckConfigMatchesManifest(*manifest, *config).WithContext("add image"));
@@ -463,11 +463,17 @@ Result<ImageDetails> Store::InspectImage(std::string_view image) {
     }
   }
   // The documents are read after the snapshot ends: file I/O stays outside transactions.
-  images::ParseLimits limits;
+  const images::ParseLimits& limits = options_.limits;
   Result<std::string> manifest = ReadBlob(d.summary.manifest_digest, limits.max_manifest_bytes);
-  if (!manifest.ok()) return manifest.status().WithContext("inspect " + std::string(image));
+  if (!manifest.ok()) {
+    return images::NameLimit(manifest.status(), "max_manifest_bytes", limits.max_manifest_bytes)
+        .WithContext("inspect " + std::string(image));
+  }
   Result<std::string> config = ReadBlob(d.summary.id, limits.max_config_bytes);
-  if (!config.ok()) return config.status().WithContext("inspect " + std::string(image));
+  if (!config.ok()) {
+    return images::NameLimit(config.status(), "max_config_bytes", limits.max_config_bytes)
+        .WithContext("inspect " + std::string(image));
+  }
   d.manifest = std::move(*manifest);
   d.config = std::move(*config);
   return d;

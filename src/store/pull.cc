@@ -54,8 +54,9 @@ Result<Fetched> FetchChild(images::ImageSource& source, const images::Descriptor
   }
   if (static_cast<uint64_t>(descriptor.size) > limits.max_manifest_bytes) {
     return Status(Code::kInvalidArgument, what + ": its size " + std::to_string(descriptor.size) +
-                                              " is over the manifest limit of " +
-                                              std::to_string(limits.max_manifest_bytes) + " bytes");
+                                              " is over the limit max_manifest_bytes (" +
+                                              std::to_string(limits.max_manifest_bytes) +
+                                              " bytes)");
   }
   Result<images::RawManifest> raw = source.GetManifest(descriptor);
   if (!raw.ok()) return raw.status();
@@ -74,12 +75,14 @@ Result<Fetched> FetchChild(images::ImageSource& source, const images::Descriptor
 }
 
 // The sha256 of a stored layer's decompressed bytes: its diffID.
-Result<Digest> DecompressedDigest(Store& store, const images::Descriptor& layer) {
+Result<Digest> DecompressedDigest(Store& store, const images::Descriptor& layer,
+                                  const layers::DecompressLimits& limits) {
   Result<layers::Compression> c = layers::CompressionOfMediaType(layer.media_type);
   if (!c.ok()) return c.status();
   Result<std::unique_ptr<SequentialFile>> blob = store.OpenBlob(layer.digest);
   if (!blob.ok()) return blob.status();
-  Result<std::unique_ptr<SequentialFile>> tar = layers::OpenDecompressed(std::move(*blob), *c);
+  Result<std::unique_ptr<SequentialFile>> tar =
+      layers::OpenDecompressed(std::move(*blob), *c, limits);
   if (!tar.ok()) return tar.status();
   Sha256Hasher hasher;
   std::vector<std::byte> buf(1 << 20);
@@ -153,7 +156,11 @@ class Puller {
     IMGSTORE_RETURN_IF_ERROR(Ingest(manifest.config, "config"));
     Result<std::string> config_bytes =
         store_.ReadBlob(manifest.config.digest, options_.limits.max_config_bytes);
-    if (!config_bytes.ok()) return config_bytes.status().WithContext("config");
+    if (!config_bytes.ok()) {
+      return images::NameLimit(config_bytes.status(), "max_config_bytes",
+                               options_.limits.max_config_bytes)
+          .WithContext("config");
+    }
     Result<images::ImageConfig> config = images::ParseImageConfig(*config_bytes, options_.limits);
     if (!config.ok())
       return config.status().WithContext("config " + manifest.config.digest.ToString());
@@ -173,7 +180,7 @@ class Puller {
         IMGSTORE_RETURN_IF_ERROR(CheckCancelled());
         const images::Descriptor& l = manifest.layers[i];
         const std::string what = "layer " + std::to_string(i) + " (" + l.digest.ToString() + ")";
-        Result<Digest> diff = DecompressedDigest(store_, l);
+        Result<Digest> diff = DecompressedDigest(store_, l, options_.decompress);
         if (!diff.ok()) return diff.status().WithContext("verify diffID of " + what);
         if (*diff != config->diff_ids[i]) {
           return Status(Code::kCorruption, "verify diffID of " + what + ": the config says " +
@@ -216,7 +223,7 @@ class Puller {
       if (static_cast<int>(index_docs_.size()) >= options_.max_index_depth) {
         return Status(Code::kInvalidArgument, "indexes nest deeper than " +
                                                   std::to_string(options_.max_index_depth) +
-                                                  " levels (PullOptions::max_index_depth)");
+                                                  " levels (the limit max_index_depth)");
       }
       const images::ImageIndex& index = *top_.parsed.index();
       Result<images::Descriptor> chosen = images::SelectManifest(index, options_.platform);

@@ -119,7 +119,7 @@ Status Store::Push(std::string_view image, images::ImageDestination& destination
   images::ImageToWrite out;
   out.manifest.bytes = std::move(details->manifest);
   Result<images::ImageManifest> parsed =
-      images::ParseImageManifest(out.manifest.bytes, details->manifest_media_type);
+      images::ParseImageManifest(out.manifest.bytes, details->manifest_media_type, limits());
   if (!parsed.ok()) return parsed.status().WithContext(what + ": stored manifest");
   out.manifest.media_type =
       details->manifest_media_type.empty() ? parsed->media_type : details->manifest_media_type;

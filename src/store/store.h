@@ -75,6 +75,9 @@ struct StoreOptions {
   // A partial download (IngestOptions::resume_at) that nobody resumed for this long is removed
   // by Store::Open, as gc removes any that no ingest holds.
   std::chrono::seconds partial_download_ttl = std::chrono::hours(24);
+  // Bounds on the stored manifests and configs read back (Inspect, Commit's base image): those
+  // a pull accepted, so a store that pulls with raised PullOptions::limits wants them raised too.
+  images::ParseLimits limits;
 };
 
 struct BlobInfo {
@@ -211,6 +214,8 @@ struct PullOptions {
   int max_index_depth = 8;
   // Bounds on the manifests, indexes and config read from the source.
   images::ParseLimits limits;
+  // Bounds on the decompression of verify_diff_ids.
+  layers::DecompressLimits decompress;
   // Polled between blobs and while bytes stream (at least every few hundred milliseconds while
   // data flows): when it returns true the pull stops with kCancelled, records nothing, and
   // leaves no ingest behind. May be empty.
@@ -385,6 +390,8 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const std::string& root() const { return root_; }
+  // Bounds on the stored documents read back (StoreOptions::limits).
+  const images::ParseLimits& limits() const { return options_.limits; }
   const RecoveryStats& recovery() const { return recovery_; }
 
   // --- Blobs -----------------------------------------------------------------------------------

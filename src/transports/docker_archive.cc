@@ -458,8 +458,7 @@ Status DockerArchiveSource::Load(std::string_view ref, const DockerArchiveLimits
   }
   Result<std::string> mj_bytes = tar_.ReadAll(*mj, limits.max_manifest_json_bytes);
   if (!mj_bytes.ok()) {
-    return mj_bytes.status().WithContext(
-        "manifest.json is over DockerArchiveLimits::max_manifest_json_bytes");
+    return mj_bytes.status().WithContext("manifest.json is over the limit max_manifest_json_bytes");
   }
   Result<std::vector<Entry>> entries = ParseManifestJson(*mj_bytes);
   if (!entries.ok()) return entries.status();
@@ -474,7 +473,10 @@ Status DockerArchiveSource::Load(std::string_view ref, const DockerArchiveLimits
   Result<const TarMember*> config_member = ResolveMember(tar_, *config_path, at + ".Config");
   if (!config_member.ok()) return config_member.status();
   Result<std::string> config = tar_.ReadAll(**config_member, limits.parse.max_config_bytes);
-  if (!config.ok()) return config.status().WithContext("config " + Quote(entry.config));
+  if (!config.ok()) {
+    return images::NameLimit(config.status(), "max_config_bytes", limits.parse.max_config_bytes)
+        .WithContext("config " + Quote(entry.config));
+  }
   Result<images::ImageConfig> parsed = images::ParseImageConfig(*config, limits.parse);
   if (!parsed.ok()) return parsed.status().WithContext("config " + Quote(entry.config));
   if (parsed->diff_ids.size() != entry.layers.size()) {

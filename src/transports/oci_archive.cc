@@ -130,13 +130,16 @@ class OciArchiveDestination : public images::ImageDestination {
 
 }  // namespace
 
-Result<std::unique_ptr<images::ImageSource>> OpenOciArchiveSource(
-    Env* env, std::string_view rest, const images::ParseLimits& limits) {
+Result<std::unique_ptr<images::ImageSource>> OpenOciArchiveSource(Env* env, std::string_view rest,
+                                                                  const images::ParseLimits& limits,
+                                                                  const TarLimits& tar_limits) {
   Result<images::OciLayoutLocation> loc =
       images::ParseOciLayoutLocation("oci:" + std::string(rest));
   if (!loc.ok()) return loc.status();
   const std::string describe = DescribeOci("oci-archive", *loc);
-  Result<TarReader> tar = OpenTarArchive(env, loc->path);
+  TarArchiveOptions tar_options;
+  tar_options.limits = tar_limits;
+  Result<TarReader> tar = OpenTarArchive(env, loc->path, tar_options);
   if (!tar.ok()) return tar.status().WithContext(describe);
   Result<images::OciLayoutReader> reader = images::OciLayoutReader::Open(
       std::make_shared<TarLayoutFiles>(std::move(tar).value()), limits);

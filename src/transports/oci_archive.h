@@ -9,14 +9,17 @@
 
 #include "images/manifest.h"
 #include "images/transport.h"
+#include "transports/tar_reader.h"
 #include "util/env.h"
 #include "util/status.h"
 
 namespace imgstore::transports {
 
-// `oci-archive:` with the prefix removed: "FILE[:REF]".
-Result<std::unique_ptr<images::ImageSource>> OpenOciArchiveSource(
-    Env* env, std::string_view rest, const images::ParseLimits& limits);
+// `oci-archive:` with the prefix removed: "FILE[:REF]". tar_limits bound the archive's member
+// table.
+Result<std::unique_ptr<images::ImageSource>> OpenOciArchiveSource(Env* env, std::string_view rest,
+                                                                  const images::ParseLimits& limits,
+                                                                  const TarLimits& tar_limits = {});
 Result<std::unique_ptr<images::ImageDestination>> OpenOciArchiveDestination(Env* env,
                                                                             std::string_view rest);
 

@@ -46,7 +46,10 @@ class OciLayoutSource : public images::ImageSource {
  private:
   Result<RawManifest> Read(const Descriptor& d) {
     Result<std::string> bytes = reader_.ReadBlob(d, limits_.max_manifest_bytes);
-    if (!bytes.ok()) return bytes.status().WithContext(describe_);
+    if (!bytes.ok()) {
+      return images::NameLimit(bytes.status(), "max_manifest_bytes", limits_.max_manifest_bytes)
+          .WithContext(describe_);
+    }
     return RawManifest{std::move(bytes).value(), d.media_type};
   }
 

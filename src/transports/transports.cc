@@ -76,31 +76,34 @@ Result<TransportSpec> ParseTransportSpec(std::string_view spec) {
 }
 
 Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
-                                                        const images::ParseLimits& limits) {
+                                                        const SourceLimits& limits) {
   return OpenSource(env, spec, limits, registry::RegistryOptions{});
 }
 
 Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
-                                                        const images::ParseLimits& limits,
+                                                        const SourceLimits& limits,
                                                         const registry::RegistryOptions& registry) {
   Result<TransportSpec> t = ParseTransportSpec(spec);
   if (!t.ok()) return t.status();
   switch (t->kind) {
     case TransportKind::kOciDir:
-      return OpenOciDirSource(env, t->rest, limits);
+      return OpenOciDirSource(env, t->rest, limits.parse);
     case TransportKind::kOciArchive:
-      return OpenOciArchiveSource(env, t->rest, limits);
+      return OpenOciArchiveSource(env, t->rest, limits.parse, limits.tar);
     case TransportKind::kDockerArchive: {
       Result<DockerArchiveSpec> da = ParseDockerArchiveSpec(t->rest);
       if (!da.ok()) return da.status();
       DockerArchiveLimits da_limits;
-      da_limits.parse = limits;
+      da_limits.parse = limits.parse;
+      da_limits.tar = limits.tar;
+      da_limits.decompress = limits.decompress;
+      da_limits.max_manifest_json_bytes = limits.max_manifest_json_bytes;
       return OpenDockerArchiveSource(env, da->path, da->ref, da_limits);
     }
     case TransportKind::kRegistry: {
       Result<images::Reference> ref = images::ParseReference(t->rest);
       if (!ref.ok()) return ref.status();
-      return registry::OpenRegistrySource(*ref, registry, limits);
+      return registry::OpenRegistrySource(*ref, registry, limits.parse);
     }
   }
   return Status(Code::kInternal, "unhandled transport");

@@ -19,6 +19,8 @@
 #include "images/manifest.h"
 #include "images/transport.h"
 #include "registry/registry_options.h"
+#include "transports/docker_archive.h"
+#include "transports/tar_reader.h"
 #include "util/env.h"
 #include "util/status.h"
 
@@ -37,14 +39,28 @@ Result<TransportSpec> ParseTransportSpec(std::string_view spec);
 // "oci", "oci-archive", "docker-archive", "docker".
 std::string_view TransportName(TransportKind kind);
 
+// The bounds a source applies to what it reads: manifests and configs (every transport), an
+// archive's member table, and a docker-archive's manifest.json and the decompression of its
+// layers (to check their diffIDs).
+struct SourceLimits {
+  SourceLimits() = default;
+  // Only the manifest bounds chosen; the others at their defaults.
+  SourceLimits(const images::ParseLimits& p) : parse(p) {}  // NOLINT(google-explicit-constructor)
+
+  images::ParseLimits parse;
+  TarLimits tar;
+  layers::DecompressLimits decompress;
+  uint64_t max_manifest_json_bytes = DockerArchiveLimits{}.max_manifest_json_bytes;
+};
+
 // An image source for spec. Nothing is read but the metadata needed to answer GetManifest()
-// (oci-layout and index.json; an archive's member table). limits bound the manifests read.
+// (oci-layout and index.json; an archive's member table).
 Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
-                                                        const images::ParseLimits& limits = {});
+                                                        const SourceLimits& limits = {});
 // The same, with how to reach a registry (credentials, TLS) when spec names one; ignored by the
 // other transports.
 Result<std::unique_ptr<images::ImageSource>> OpenSource(Env* env, std::string_view spec,
-                                                        const images::ParseLimits& limits,
+                                                        const SourceLimits& limits,
                                                         const registry::RegistryOptions& registry);
 
 // An image destination for spec. Nothing is written before PutImage().

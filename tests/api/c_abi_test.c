@@ -166,6 +166,43 @@ static void test_open(void) {
   EXPECT(imgstore_store_root(NULL) == NULL);
 }
 
+/* imgstore_store_open_with_limits: a bad list is refused naming the item; a bound set there
+ * stops a pull it guards with an error naming it; NULL and "" are the defaults. */
+static void test_limits(const char* helper) {
+  char root[512], layout[512], source[600];
+  snprintf(root, sizeof root, "%s/limited", tmp);
+  snprintf(layout, sizeof layout, "%s/limits-layout", tmp);
+  make_layout(helper, layout, 3);
+  snprintf(source, sizeof source, "oci:%s:v1", layout);
+  imgstore_store* s = NULL;
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "unknown limit \"max_bogus\"",
+             imgstore_store_open_with_limits(root, 0, "max_ratio=0,max_bogus=1", &s, &e));
+  EXPECT(s == NULL);
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "limit max_tar_bytes: unknown unit",
+             imgstore_store_open_with_limits(root, 0, "max_tar_bytes=3X", &s, &e));
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "expected NAME=VALUE",
+             imgstore_store_open_with_limits(root, 0, "max_tar_bytes", &s, &e));
+  EXPECT(s == NULL);
+
+  EXPECT_OK(imgstore_store_open_with_limits(root, 0, "max_ratio=0,max_manifest_bytes=100", &s, &e));
+  if (s == NULL) return;
+  char* id = NULL;
+  EXPECT_ERR(IMGSTORE_ERR_CORRUPTION, "raise the limit max_manifest_bytes",
+             imgstore_pull(s, source, NULL, &id, &e));
+  EXPECT(id == NULL);
+  imgstore_store_close(s);
+  s = NULL;
+
+  EXPECT_OK(imgstore_store_open_with_limits(root, 0, "", &s, &e));
+  if (s == NULL) return;
+  EXPECT_OK(imgstore_pull(s, source, NULL, &id, &e));
+  imgstore_string_free(id);
+  imgstore_store_close(s);
+  s = NULL;
+  EXPECT_OK(imgstore_store_open_with_limits(root, 0, NULL, &s, &e));
+  imgstore_store_close(s);
+}
+
 /* Every store function with a NULL store (and the NULL out-parameters). */
 static void test_null_store(void) {
   imgstore_image_list* list = NULL;
@@ -642,6 +679,7 @@ int main(int argc, char** argv) {
   test_cancel_token();
   test_options();
   test_open();
+  test_limits(argv[1]);
   test_null_store();
   test_store(argv[1]);
   test_df_resolve_login(argv[1]);

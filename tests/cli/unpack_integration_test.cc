@@ -1,7 +1,8 @@
 // `imgstore unpack IMAGE DIR` as a whole process: the tree equals the one `umoci unpack` makes of
 // the same OCI layout (whiteouts, opaque directories, hardlinks, symlinks, setuid bits, owners),
 // through the cache and without it; and the failures: an existing directory, a malicious layer
-// (one error line, exit 1, no directory, nothing written outside, `check` clean).
+// (one error line, exit 1, no directory, nothing written outside, `check` clean); a --limit that
+// the layer breaks, and bad --limit values.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -353,6 +354,36 @@ TEST_F(UnpackCliTest, MaliciousLayerIsOneErrorAndLeavesNothing) {
   Result<std::vector<std::string>> layers = Env::Default()->ListDir(root_.path() + "/layers");
   ASSERT_TRUE(layers.ok());
   EXPECT_EQ(layers->size(), 1u);
+}
+
+TEST_F(UnpackCliTest, ALimitOnTheCommandLineBoundsTheUnpackAndABadOneIsAUsageError) {
+  ASSERT_NO_FATAL_FAILURE(Import(Layers(), LayerCompression::kGzip));
+  const std::string dir = work_.Sub("limited");
+  for (const char* flag : {"", "--no-cache"}) {
+    std::vector<std::string> args = {"--limit", "max_ratio=0", "--limit", "max_tar_bytes=2K",
+                                     "unpack",  "img",         dir};
+    if (*flag != '\0') args.push_back(flag);
+    CliResult r = RunImgstore(root_.path(), args);
+    EXPECT_EQ(r.exit_code, 1) << r.Describe();
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find("exceeds max_tar_bytes (2048 bytes)"), std::string::npos) << r.err;
+    EXPECT_FALSE(Exists(dir));
+    ExpectCheckClean();
+  }
+  Result<std::vector<std::string>> layers = Env::Default()->ListDir(root_.path() + "/layers");
+  ASSERT_TRUE(layers.ok());
+  EXPECT_TRUE(layers->empty()) << "a layer over the bound is not cached";
+
+  for (const char* bad : {"max_tar_bytes", "max_tar_bytes=lots", "nope=1", "max_ratio=1M"}) {
+    CliResult r = RunImgstore(root_.path(), {"--limit", bad, "unpack", "img", dir});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.Describe();
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.err.starts_with("imgstore: error: --limit: ")) << r.err;
+    EXPECT_FALSE(Exists(dir));
+  }
+  CliResult r = RunImgstore(root_.path(), {"--limit", "max_tar_bytes=1GiB", "unpack", "img", dir});
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_TRUE(Exists(dir + "/etc"));
 }
 
 }  // namespace

@@ -896,7 +896,7 @@ TEST(ParseLimitsTest, OversizeManifestIsRefusedBeforeParsing) {
   const std::string big(4 * 1024 * 1024 + 1, ' ');
   Status s = ParseManifest(big).status();
   EXPECT_TRUE(IsError(s, Code::kInvalidArgument, "4194305 bytes, over the limit of 4194304"));
-  EXPECT_TRUE(IsError(s, Code::kInvalidArgument, "ParseLimits::max_manifest_bytes"));
+  EXPECT_TRUE(IsError(s, Code::kInvalidArgument, "raise the limit max_manifest_bytes"));
   // Exactly at a limit is accepted; one byte more is not.
   ParseLimits limits;
   limits.max_manifest_bytes = kOciManifest.size();
@@ -1340,7 +1340,7 @@ TEST(ImageConfigTest, OversizeConfig) {
   limits.max_config_bytes = 100;
   Status s = ParseImageConfig(kOciConfig, limits).status();
   EXPECT_TRUE(IsError(s, Code::kInvalidArgument, "over the limit of 100 bytes"));
-  EXPECT_TRUE(IsError(s, Code::kInvalidArgument, "ParseLimits::max_config_bytes"));
+  EXPECT_TRUE(IsError(s, Code::kInvalidArgument, "raise the limit max_config_bytes"));
   // The default bound: 8 MiB of labels parse, 8 MiB + 1 byte do not.
   Json doc = Doc(kOciConfig);
   doc["config"]["Labels"]["filler"] = "";
