@@ -56,10 +56,16 @@ Status Verify(const Digest& expected, const IngestOptions& options, const Writte
   return Status::OK();
 }
 
-// A source read past expected_size: refused before its bytes are written.
-Status TooLong(const IngestOptions& options) {
-  return Status(Code::kCorruption, "size mismatch: expected " +
-                                       std::to_string(*options.expected_size) + " bytes, got more");
+// What a read of the source returned, checked before its bytes are hashed or written: no more
+// than asked (`capacity`), and nothing past expected_size (`so_far` bytes came before).
+Status CheckRead(const IngestOptions& options, size_t n, size_t capacity, uint64_t so_far) {
+  if (n > capacity) return Status(Code::kInternal, "the source returned more bytes than asked");
+  if (options.expected_size && so_far + n > *options.expected_size) {
+    return Status(
+        Code::kCorruption,
+        "size mismatch: expected " + std::to_string(*options.expected_size) + " bytes, got more");
+  }
+  return Status::OK();
 }
 
 // CopySource for a small blob: reads, hashes and writes on the caller's thread.
@@ -73,12 +79,7 @@ Status CopySerially(const IngestOptions& options, const BlobReader& read, TempFi
       return n.status().WithContext("read source");
     }
     if (*n == 0) return Status::OK();
-    if (*n > buf.size()) {
-      return Status(Code::kInternal, "the source returned more bytes than asked");
-    }
-    if (options.expected_size && hasher.size() + *n > *options.expected_size) {
-      return TooLong(options);
-    }
+    IMGSTORE_RETURN_IF_ERROR(CheckRead(options, *n, buf.size(), hasher.size()));
     std::span<const std::byte> chunk(buf.data(), *n);
     hasher.Update(chunk);
     IMGSTORE_RETURN_IF_ERROR(tmp.Append(chunk));
@@ -114,23 +115,19 @@ std::optional<Status> CopyPipelined(const IngestOptions& options, const BlobRead
   bool from_source = false;
   while (BlockPipe::Block* b = pipe.Free()) {
     Result<size_t> n = read(b->buffer());
-    Status end;
     if (!n.ok()) {
-      end = n.status().WithContext("read source");
+      source = n.status().WithContext("read source");
       from_source = true;
-    } else if (*n > b->capacity) {
-      end = Status(Code::kInternal, "the source returned more bytes than asked");
-    } else if (options.expected_size && total + *n > *options.expected_size) {
-      end = TooLong(options);
     } else if (*n > 0) {
-      total += *n;
-      b->size = *n;
-      pipe.Send(b);
-      continue;
+      source = CheckRead(options, *n, b->capacity, total);
     }
-    pipe.Return(b);
-    source = end;
-    break;
+    if (!source.ok() || *n == 0) {  // the end, or an error
+      pipe.Return(b);
+      break;
+    }
+    total += *n;
+    b->size = *n;
+    pipe.Send(b);
   }
   pipe.Finish(Status::OK());  // the writer drains what was sent, then stops
   writer.join();
