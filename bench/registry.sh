@@ -4,7 +4,8 @@
 #   - the floor: a plain `curl` GET of the image's blobs to a file;
 #   - skopeo copying into and out of containers-storage (vfs driver, a private root), and
 #     `podman push` from it; `podman images` sampled while they run;
-#   - imgstore pull / push; `imgstore list` sampled while they run.
+#   - imgstore pull / push; `imgstore list` sampled while they run (and the pull once alone, to
+#     compare with curl, which runs alone).
 # Every push goes to a freshly started registry (one that holds the blobs lets a client skip or
 # mount them, which measures nothing). Figures are single runs of each contender, printed as
 # seconds, MB/s, peak RSS and list/images latencies (max, p99, median); ratios are computed from
@@ -130,6 +131,15 @@ run_image() {
   rm -f "$WORK/curl.out"
   echo "curl GET of the blobs:        ${curl_s}s  $(mbps "$mb" "$curl_s") MB/s"
 
+  # imgstore pull alone, as curl ran: the rate against the floor. (The sampler below forks a
+  # list process every few milliseconds, about a core of this 2-core machine's time.)
+  IMGSTORE_ROOT=$WORK/alone-$label timed "$WORK/alone-$label.t" "$BIN" pull -q "$src/$repo"
+  local alone_s
+  alone_s=$(secs "$WORK/alone-$label.t")
+  rm -rf "$WORK/alone-$label"
+  sync
+  echo "imgstore pull, alone:         ${alone_s}s  $(mbps "$mb" "$alone_s") MB/s  peak RSS $(rss_mib "$WORK/alone-$label.t") MiB  ($(echo "$curl_s $alone_s" | awk '{printf "%.0f%%", 100 * $1 / $2}') of curl)"
+
   # imgstore pull, with list sampled meanwhile.
   export IMGSTORE_ROOT=$WORK/store-$label
   rm -rf "$IMGSTORE_ROOT"
@@ -140,7 +150,7 @@ run_image() {
   with_sampler "pull-$label" "$BIN" list -- timed "$WORK/pull-$label.t" "$BIN" pull -q "$src/$repo"
   local pull_s
   pull_s=$(secs "$WORK/pull-$label.t")
-  echo "imgstore pull:                ${pull_s}s  $(mbps "$mb" "$pull_s") MB/s  peak RSS $(rss_mib "$WORK/pull-$label.t") MiB  ($(echo "$curl_s $pull_s" | awk '{printf "%.0f%%", 100 * $1 / $2}') of curl)"
+  echo "imgstore pull, list sampled: ${pull_s}s  $(mbps "$mb" "$pull_s") MB/s  peak RSS $(rss_mib "$WORK/pull-$label.t") MiB"
   echo "  imgstore list during it:    $(stats "$WORK/pull-$label.lat")"
 
   # imgstore push to a fresh registry, with list sampled meanwhile.
@@ -160,7 +170,7 @@ run_image() {
       "containers-storage:[vfs@$WORK/cs-root+$WORK/cs-run]localhost/$repo"
     local sp_s
     sp_s=$(secs "$WORK/skopeo-pull-$label.t")
-    echo "skopeo copy → c/storage vfs:  ${sp_s}s  $(mbps "$mb" "$sp_s") MB/s  peak RSS $(rss_mib "$WORK/skopeo-pull-$label.t") MiB  (imgstore pull: $(echo "$sp_s $pull_s" | awk '{printf "%.1f", $1 / $2}')×)"
+    echo "skopeo copy → c/storage vfs:  ${sp_s}s  $(mbps "$mb" "$sp_s") MB/s  peak RSS $(rss_mib "$WORK/skopeo-pull-$label.t") MiB  (imgstore pull, both sampled: $(echo "$sp_s $pull_s" | awk '{printf "%.1f", $1 / $2}')×)"
     echo "  podman images during it:    $(stats "$WORK/skopeo-pull-$label.lat")"
     start_registry dst
     with_sampler "podman-push-$label" "${PODMAN[@]}" images -- timed "$WORK/podman-push-$label.t" \
