@@ -286,6 +286,11 @@ typedef struct imgstore_disk_usage {
 } imgstore_disk_usage;
 
 imgstore_code imgstore_df(imgstore_store* store, imgstore_disk_usage* out, imgstore_error** err);
+/* The downloads kept for a later pull to resume (a pull from a registry that broke or was
+ * killed): how many and their bytes, which imgstore_gc removes unless a pull is resuming them.
+ * Either out-parameter may be NULL. */
+imgstore_code imgstore_df_partial_downloads(imgstore_store* store, uint64_t* count, uint64_t* bytes,
+                                            imgstore_error** err);
 
 /* The id ("sha256:...") of `image` (name, id, unique id prefix or manifest digest), which the
  * caller frees with imgstore_string_free: to act on one image while its names may move. */

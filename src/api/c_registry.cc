@@ -27,6 +27,19 @@ imgstore_code imgstore_df(imgstore_store* store, imgstore_disk_usage* out, imgst
   });
 }
 
+imgstore_code imgstore_df_partial_downloads(imgstore_store* store, uint64_t* count, uint64_t* bytes,
+                                            imgstore_error** err) {
+  constexpr const char* kFn = "imgstore_df_partial_downloads";
+  if (store == nullptr) return NullArgument(err, kFn, "store");
+  return Boundary(err, kFn, [&] {
+    imgstore::Result<imgstore::DiskUsage> u = store->store->Df();
+    if (!u.ok()) return FromStatus(u.status(), err);
+    if (count != nullptr) *count = u->partial_downloads;
+    if (bytes != nullptr) *bytes = u->partial_bytes;
+    return IMGSTORE_OK;
+  });
+}
+
 imgstore_code imgstore_resolve(imgstore_store* store, const char* image, char** image_id,
                                imgstore_error** err) {
   constexpr const char* kFn = "imgstore_resolve";

@@ -615,6 +615,29 @@ static void test_df_resolve_login(const char* helper) {
   EXPECT_OK(imgstore_remove(s, "example.com/df:1", 0, &deleted, &e));
   EXPECT_OK(imgstore_df(s, &du, &e));
   EXPECT(du.images == 0 && du.reclaimable_blobs == du.blobs && du.reclaimable_bytes > 0);
+
+  /* A partial download (as a broken pull keeps one) is counted, and gc removes it. */
+  uint64_t partials = 99, partial_bytes = 99;
+  EXPECT_ERR(IMGSTORE_ERR_INVALID_ARGUMENT, "imgstore_df_partial_downloads: store is NULL",
+             imgstore_df_partial_downloads(NULL, &partials, &partial_bytes, &e));
+  EXPECT_OK(imgstore_df_partial_downloads(s, &partials, &partial_bytes, &e));
+  EXPECT(partials == 0 && partial_bytes == 0);
+  char partial[700];
+  snprintf(partial, sizeof partial, "%s/ingest/sha256-%s.partial", root,
+           "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  FILE* pf = fopen(partial, "w");
+  EXPECT(pf != NULL);
+  if (pf != NULL) {
+    fputs("twelve bytes", pf);
+    fclose(pf);
+  }
+  EXPECT_OK(imgstore_df_partial_downloads(s, &partials, NULL, &e));
+  EXPECT(partials == 1);
+  EXPECT_OK(imgstore_df_partial_downloads(s, NULL, &partial_bytes, &e));
+  EXPECT(partial_bytes == 12);
+  EXPECT_OK(imgstore_gc(s, 0, NULL, &e));
+  EXPECT_OK(imgstore_df_partial_downloads(s, &partials, &partial_bytes, &e));
+  EXPECT(partials == 0 && partial_bytes == 0);
   imgstore_string_free(id);
   imgstore_string_free(pulled);
   imgstore_store_close(s);
