@@ -111,6 +111,17 @@ std::optional<Status> CopyPipelined(const IngestOptions& options, const BlobRead
   } catch (const std::system_error&) {
     return std::nullopt;
   }
+  // An exception out of `read` (a caller's progress callback, say) must not leave the writer
+  // waiting for blocks: the thread would be destroyed joinable, and the process terminated.
+  struct StopWriter {
+    BlockPipe& pipe;
+    std::thread& writer;
+    ~StopWriter() {
+      if (!writer.joinable()) return;
+      pipe.Finish(Status::OK());
+      writer.join();
+    }
+  } stop_writer{pipe, writer};
   Status source = Status::OK();
   bool from_source = false;
   while (BlockPipe::Block* b = pipe.Free()) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -172,6 +173,32 @@ TEST_F(StoreApiTest, PullCancelledMidStreamRecordsNothing) {
   EXPECT_NE(r.status().message().find("pull cancelled"), std::string::npos);
   EXPECT_LE(calls_after_cancel, 1);  // the read in flight, at most
   ExpectCleanAndEmpty();
+}
+
+TEST_F(StoreApiTest, AProgressCallbackThatThrowsMidBlobFailsThePullAndRecordsNothing) {
+  // 8 MiB: the layer is received on the pulling thread and written on a second one, which must
+  // be stopped and joined when the exception passes (else std::terminate).
+  TestImageSpec spec;
+  spec.seed = 63;
+  spec.layers = 1;
+  spec.layer_bytes = 8 << 20;
+  spec.compression = LayerCompression::kNone;
+  TestImage big = MakeTestImage(spec);
+  WriteOciLayout(big, dir_.Sub("big"), "v1");
+  PullOptions options;
+  options.on_progress = [&](const Progress& p) {
+    if (p.digest == Digest::Of(big.layers[0]).ToString() && p.done > (2u << 20)) {
+      throw std::runtime_error("the embedder's callback failed");
+    }
+  };
+  Result<PullResult> r = store_->Pull("oci:" + dir_.Sub("big") + ":v1", options);
+  ASSERT_EQ(r.status().code(), Code::kInternal) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("the embedder's callback failed"), std::string::npos)
+      << r.status().message();
+  ExpectCleanAndEmpty();
+  // The store is usable afterwards.
+  Result<PullResult> again = store_->Pull("oci:" + dir_.Sub("big") + ":v1", {});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
 }
 
 TEST_F(StoreApiTest, PushCancelledMidStreamWritesNothing) {
