@@ -14,7 +14,8 @@ namespace imgstore::store::internal {
 // thread and at most max_workers - 1 others (fewer when the system refuses a thread). Tasks are
 // started in index order. The first error (in time) stops tasks that have not started; those in
 // flight run to their end. Every thread is joined before it returns, on every path; the result is
-// that first error, or OK. `work` must be safe to call from several threads at once.
+// that first error, or OK. `work` must be safe to call from several threads at once. An
+// exception out of `work` is an error like the others (kInternal naming it), on any thread.
 Status RunParallel(size_t count, int max_workers, const std::function<Status(size_t)>& work);
 
 }  // namespace imgstore::store::internal

@@ -2,7 +2,8 @@
 // threads) and RunParallel beneath them: max_parallel blobs are really open at once, and only from
 // a source that allows it; the first error stops the pull with nothing recorded and every thread
 // joined; progress calls never overlap; a layer listed twice is fetched once; and two pulls of
-// one image, from two threads or two processes, write each blob once.
+// one image, from two threads or two processes, write each blob once; an exception out of a task
+// (a caller's callback) is an error, not the end of the process.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -172,6 +174,36 @@ TEST(RunParallelTest, TasksInFlightFinishAndTheFirstErrorIsReturned) {
   });
   EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
   EXPECT_EQ(finished, 2);
+}
+
+TEST(RunParallelTest, AnExceptionOnAnyThreadIsTheErrorAndEveryThreadIsJoined) {
+  // The chosen task throws once all three run, on a helper thread or on the caller's, whichever
+  // took it: either way it comes back as a Status, after the other two ran to their end.
+  for (size_t thrower = 0; thrower < 3; ++thrower) {
+    SCOPED_TRACE("task " + std::to_string(thrower) + " throws");
+    std::mutex mu;
+    std::condition_variable cv;
+    int started = 0;
+    bool thrown = false;
+    std::atomic<int> finished = 0;
+    Status s = internal::RunParallel(3, 3, [&](size_t i) -> Status {
+      std::unique_lock lock(mu);
+      ++started;
+      cv.notify_all();
+      if (i == thrower) {
+        cv.wait_for(lock, kDeadline, [&] { return started == 3; });
+        thrown = true;
+        cv.notify_all();
+        throw std::runtime_error("callback broke");
+      }
+      cv.wait_for(lock, kDeadline, [&] { return thrown; });
+      ++finished;
+      return Status::OK();
+    });
+    EXPECT_EQ(s.code(), Code::kInternal);
+    EXPECT_EQ(s.message(), "unexpected exception: callback broke");
+    EXPECT_EQ(finished, 2) << "the other tasks ran to their end before the call returned";
+  }
 }
 
 using ParallelPullTest = testing::StoreTest;
