@@ -59,7 +59,8 @@ class BlobWorkers {
         if (stop_ || next_ >= blobs_.size()) return;
         i = next_++;
       }
-      Status s = uploader_->Push(blobs_[i], i == 0 ? first_present_ : std::nullopt);
+      Status s = CatchExceptions(
+          [&] { return uploader_->Push(blobs_[i], i == 0 ? first_present_ : std::nullopt); });
       if (!s.ok()) {
         std::lock_guard lock(mu_);
         if (first_error_.ok()) first_error_ = s;

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <exception>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -23,16 +22,9 @@ Status RunParallel(size_t count, int max_workers, const std::function<Status(siz
         if (!first_error.ok() || next >= count) return;
         i = next++;
       }
-      Status s;
-      try {
-        s = work(i);
-      } catch (const std::exception& e) {
-        // Out of a helper thread it would end the process; from the caller's it would skip the
-        // join of the helpers. A caller's callback (progress) is where one comes from.
-        s = Status(Code::kInternal, std::string("unexpected exception: ") + e.what());
-      } catch (...) {
-        s = Status(Code::kInternal, "unexpected exception");
-      }
+      // An exception would end the process out of a helper thread, and skip the stop of the
+      // others out of the caller's.
+      Status s = CatchExceptions([&] { return work(i); });
       if (!s.ok()) {
         std::lock_guard lock(mu);
         if (first_error.ok()) first_error = std::move(s);

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "common/cli_runner.h"
@@ -499,6 +500,27 @@ TEST_F(PushToPlainRegistry, FirstErrorStopsTheBlobsNotYetStarted) {
   for (const std::string& l : im.layers) EXPECT_EQ(rec->Opens(Digest::Of(l)), 0);
   std::string error;
   EXPECT_EQ(reg().SkopeoManifestDigest("stop/first:1", &error), "") << "a manifest was pushed";
+}
+
+TEST_F(PushToPlainRegistry, AProgressCallbackThatThrowsOnAnUploadThreadIsAnError) {
+  // The blobs are at the registry already, so each upload thread reports its blob as skipped;
+  // the callback throws for a layer, which may be on a helper thread: the push fails with an
+  // error naming the exception (not std::terminate), and no manifest is put under the new tag.
+  const TestImage im = Image(45, 2, LayerCompression::kGzip);
+  auto rec = std::make_shared<Recorder>();
+  auto ok = [](const Digest&, int) { return Status::OK(); };
+  ASSERT_TRUE(LibPush(Ref("throw/progress:1"), ToWrite(im, rec, ok)).ok());
+  images::ImageToWrite w = ToWrite(im, rec, ok);
+  const Digest layer = Digest::Of(im.layers[1]);
+  w.on_progress = [layer](const images::BlobProgress& p) {
+    if (p.digest == layer) throw std::runtime_error("progress display broke");
+  };
+  Status s = LibPush(Ref("throw/progress:2"), w);
+  ASSERT_EQ(s.code(), Code::kInternal) << s.ToString();
+  EXPECT_NE(s.message().find("unexpected exception: progress display broke"), std::string::npos)
+      << s.ToString();
+  std::string error;
+  EXPECT_EQ(reg().SkopeoManifestDigest("throw/progress:2", &error), "") << "a manifest was pushed";
 }
 
 TEST_F(PushToPlainRegistry, UnreachableRegistryIsOneErrorLine) {
