@@ -31,6 +31,19 @@ class StoreApiTest : public ::testing::Test {
     store_ = std::move(*s);
   }
 
+  // An image of one uncompressed 8 MiB layer, written as the OCI layout dir_/big:v1: read in
+  // several pieces, and on two threads (received and written apart).
+  TestImage BigLayout(uint32_t seed) {
+    TestImageSpec spec;
+    spec.seed = seed;
+    spec.layers = 1;
+    spec.layer_bytes = 8 << 20;
+    spec.compression = LayerCompression::kNone;
+    TestImage big = MakeTestImage(spec);
+    WriteOciLayout(big, dir_.Sub("big"), "v1");
+    return big;
+  }
+
   void ExpectCleanAndEmpty() {
     Result<CheckReport> check = store_->Check(Verified());
     ASSERT_TRUE(check.ok()) << check.status().ToString();
@@ -153,13 +166,7 @@ TEST_F(StoreApiTest, PullCancelledBeforeItStartsChangesNothing) {
 
 TEST_F(StoreApiTest, PullCancelledMidStreamRecordsNothing) {
   // A layer large enough to be read in several pieces, cancelled at its first bytes.
-  TestImageSpec spec;
-  spec.seed = 62;
-  spec.layers = 1;
-  spec.layer_bytes = 8 << 20;
-  spec.compression = LayerCompression::kNone;
-  TestImage big = MakeTestImage(spec);
-  WriteOciLayout(big, dir_.Sub("big"), "v1");
+  const TestImage big = BigLayout(62);
   CancelToken token;
   PullOptions options;
   options.cancel = token;
@@ -178,13 +185,7 @@ TEST_F(StoreApiTest, PullCancelledMidStreamRecordsNothing) {
 TEST_F(StoreApiTest, AProgressCallbackThatThrowsMidBlobFailsThePullAndRecordsNothing) {
   // 8 MiB: the layer is received on the pulling thread and written on a second one, which must
   // be stopped and joined when the exception passes (else std::terminate).
-  TestImageSpec spec;
-  spec.seed = 63;
-  spec.layers = 1;
-  spec.layer_bytes = 8 << 20;
-  spec.compression = LayerCompression::kNone;
-  TestImage big = MakeTestImage(spec);
-  WriteOciLayout(big, dir_.Sub("big"), "v1");
+  const TestImage big = BigLayout(63);
   PullOptions options;
   options.on_progress = [&](const Progress& p) {
     if (p.digest == Digest::Of(big.layers[0]).ToString() && p.done > (2u << 20)) {
@@ -202,13 +203,7 @@ TEST_F(StoreApiTest, AProgressCallbackThatThrowsMidBlobFailsThePullAndRecordsNot
 }
 
 TEST_F(StoreApiTest, PushCancelledMidStreamWritesNothing) {
-  TestImageSpec spec;
-  spec.seed = 63;
-  spec.layers = 1;
-  spec.layer_bytes = 8 << 20;
-  spec.compression = LayerCompression::kNone;
-  TestImage big = MakeTestImage(spec);
-  WriteOciLayout(big, dir_.Sub("big"), "v1");
+  const TestImage big = BigLayout(63);
   ASSERT_TRUE(store_->Pull("oci:" + dir_.Sub("big") + ":v1", Named("big/app:1")).ok());
   CancelToken token;
   PushOptions options;
